@@ -1,0 +1,1 @@
+"""Network code and adapters that turn a loaded network into a σ-space denoiser."""

@@ -1,0 +1,104 @@
+"""``CVK_VIDEO_MODEL``: one loaded video diffusion model, everything a sampler node needs.
+
+A network wrapped as a σ-space denoiser (through its own noise table and prediction type), its VAE,
+its text encoder + tokenizer, its latent format (channels, scaling factor, 5-D ``(B, C, F, h, w)``
+layout) and its native size and frame count.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .. import host
+from ..samplers.schedules import sigma_grid, spaced_timesteps
+from ..samplers.vp import VPDenoiser
+from .text import TextEncoder
+from .vae import VideoVAE
+
+
+@dataclass(frozen=True)
+class LatentFormat:
+    channels: int
+    scaling_factor: float
+    spatial_factor: int = 8
+
+    def same_space(self, other: "LatentFormat") -> bool:
+        return (self.channels, self.spatial_factor) == (other.channels, other.spatial_factor) and \
+            abs(self.scaling_factor - other.scaling_factor) < 1e-9
+
+
+@dataclass(frozen=True)
+class ScheduleDefaults:
+    """How the model's own scheduler spaces its grid: diffusers' ``timestep_spacing``, ``steps_offset``,
+    and the final level (``sigma_min`` for ``set_alpha_to_one=False``, else ``zero``)."""
+    spacing: str = "leading"
+    steps_offset: int = 1
+    final: str = "sigma_min"
+
+
+class VideoModel:
+    """The ``CVK_VIDEO_MODEL`` bundle. ``unet(z, t, encoder_hidden_states=...)`` takes ``(B, C, F, h, w)``."""
+
+    TYPE = "CVK_VIDEO_MODEL"
+
+    def __init__(self, name: str, family: str, unet: torch.nn.Module, vae: VideoVAE, text: TextEncoder,
+                 alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
+                 schedule: ScheduleDefaults = ScheduleDefaults(), native_size: tuple[int, int, int] = (512, 512, 16),
+                 max_frames: Optional[int] = None, untrained: bool = False):
+        self.name = name
+        self.family = family
+        self.unet = unet
+        self.vae = vae
+        self.text = text
+        self.alphas_cumprod = alphas_cumprod.to(torch.float64)
+        self.prediction_type = prediction_type
+        self.schedule = schedule
+        self.native_width, self.native_height, self.native_frames = native_size
+        self.max_frames = max_frames
+        self.untrained = untrained
+        self.latent_format = LatentFormat(vae.latent_channels, vae.scaling_factor, vae.spatial_factor)
+
+    def __repr__(self) -> str:
+        tag = " (untrained demo)" if self.untrained else ""
+        return f"<CVK_VIDEO_MODEL {self.name}{tag}: {self.family}, {self.prediction_type}>"
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return len(self.alphas_cumprod)
+
+    # -- the denoiser
+    def network(self, z: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+        """Raw network output for VP input ``z`` ``(B, C, F, h, w)`` at timestep ``t``, as float32."""
+        p = next(self.unet.parameters())
+        text = cond["text"].to(device=p.device, dtype=p.dtype)
+        if self.family == "animatediff":  # UNetMotionModel wants the text repeated per frame; UNet3D repeats itself
+            text = text.repeat_interleave(z.shape[2], dim=0)
+        out = self.unet(z.to(device=p.device, dtype=p.dtype), t.to(p.device), encoder_hidden_states=text).sample
+        return out.to(device=z.device, dtype=torch.float32)
+
+    def denoiser(self, timestep_mode: str = "nearest") -> VPDenoiser:
+        return VPDenoiser(self.network, self.alphas_cumprod, self.prediction_type, timestep_mode)
+
+    @contextmanager
+    def loaded(self):
+        """The UNet on the run device for the duration of a sampling loop."""
+        with torch.inference_mode(), host.on_device(self.unet) as device:
+            yield device
+
+    # -- grids and prompts
+    def sigmas(self, steps: int, spacing: Optional[str] = None, final: Optional[str] = None) -> torch.Tensor:
+        """The model's default σ grid ``(steps+1,)`` (its scheduler's spacing, offset and final level)."""
+        s = self.schedule
+        ts = spaced_timesteps(spacing or s.spacing, steps, self.num_train_timesteps, s.steps_offset)
+        return sigma_grid(self.alphas_cumprod, ts, final or s.final)
+
+    def encode_prompts(self, prompts: list[str]) -> dict:
+        """Conditioning for the denoiser: ``{"text": (B, L, D)}``."""
+        return {"text": self.text.encode(prompts)}
+
+    def latent_shape(self, frames: int, width: int, height: int, batch: int = 1) -> tuple[int, ...]:
+        f = self.latent_format
+        return (batch, f.channels, frames, height // f.spatial_factor, width // f.spatial_factor)

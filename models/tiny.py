@@ -1,0 +1,107 @@
+"""Two tiny, UNTRAINED demo models built in code from fixed seeds (no files, no hub).
+
+They exist so every workflow can be smoke-tested without weights, and so two models with different
+noise tables exist for the guide tests. Their output is noise-like pictures, not video content.
+
+- ``tiny-animatediff``: SD1.5-layout UNet + AnimateDiff motion adapter (``UNetMotionModel``),
+  "linear" betas 0.00085–0.012, leading spacing with ``steps_offset=1``, final level ᾱ₀ (diffusers'
+  AnimateDiff DDIM defaults).
+- ``tiny-modelscope``: ``UNet3DConditionModel`` (ModelScope / Zeroscope layout), "scaled_linear"
+  betas 0.00085–0.012.
+
+Both share one tiny VAE (same weights, so one latent space: 4 channels, ×8, scaling 0.18215) and a
+character-level CLIP tokenizer; each has its own tiny CLIP text encoder.
+"""
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from ..samplers.vp import vp_alphas_cumprod
+from .bundle import ScheduleDefaults, VideoModel
+from .text import TextEncoder, char_clip_tokenizer
+from .vae import VideoVAE
+
+TINY_MODELS = ("tiny-animatediff", "tiny-modelscope")
+TINY_NATIVE = (64, 64, 8)          # width, height, frames
+SCALING_FACTOR = 0.18215
+
+TINY_TEXT = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+                 max_position_embeddings=77, projection_dim=32)
+TINY_VAE = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 16, 16), layers_per_block=1,
+                norm_num_groups=4, latent_channels=4, sample_size=64, scaling_factor=SCALING_FACTOR)
+_UNET_COMMON = dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+                    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=4)
+TINY_UNET2D = dict(_UNET_COMMON, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                   up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+TINY_MOTION = dict(block_out_channels=(32, 64), motion_layers_per_block=1, motion_norm_num_groups=4,
+                   motion_num_attention_heads=4, motion_max_seq_length=32)
+TINY_UNET3D = dict(_UNET_COMMON, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                   up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"))
+
+
+def _finish(module: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Eval mode, no grads, and small random values in parameters that init left at exactly zero
+    (zero-initialised output projections, e.g. the motion modules'), so every weight matters."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    with torch.no_grad():
+        for p in module.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    return module.eval().requires_grad_(False)
+
+
+def _seeded(seed: int, build):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _finish(build(), seed)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_vae() -> VideoVAE:
+    from diffusers import AutoencoderKL
+    return VideoVAE(_seeded(1001, lambda: AutoencoderKL(**TINY_VAE)), SCALING_FACTOR)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_tokenizer():
+    return char_clip_tokenizer()
+
+
+def tiny_text_encoder(seed: int) -> TextEncoder:
+    from transformers import CLIPTextConfig, CLIPTextModel
+    tok = tiny_tokenizer()
+    cfg = CLIPTextConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, **TINY_TEXT)
+    return TextEncoder(tok, _seeded(seed, lambda: CLIPTextModel(cfg)))
+
+
+def _tiny_animatediff_unet(seed: int) -> torch.nn.Module:
+    from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
+    unet = UNet2DConditionModel(**TINY_UNET2D)
+    adapter = MotionAdapter(**TINY_MOTION)
+    return UNetMotionModel.from_unet2d(unet, adapter)
+
+
+def _tiny_modelscope_unet(seed: int) -> torch.nn.Module:
+    from diffusers import UNet3DConditionModel
+    return UNet3DConditionModel(**TINY_UNET3D)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_model(name: str) -> VideoModel:
+    """One of :data:`TINY_MODELS`, built once per process from fixed seeds."""
+    if name == "tiny-animatediff":
+        unet = _seeded(2001, lambda: _tiny_animatediff_unet(2001))
+        return VideoModel(name, "animatediff", unet, tiny_vae(), tiny_text_encoder(3001),
+                          vp_alphas_cumprod("linear", 0.00085, 0.012), "epsilon",
+                          ScheduleDefaults("leading", 1, "sigma_min"), TINY_NATIVE,
+                          max_frames=TINY_MOTION["motion_max_seq_length"], untrained=True)
+    if name == "tiny-modelscope":
+        unet = _seeded(2002, lambda: _tiny_modelscope_unet(2002))
+        return VideoModel(name, "modelscope", unet, tiny_vae(), tiny_text_encoder(3002),
+                          vp_alphas_cumprod("scaled_linear", 0.00085, 0.012), "epsilon",
+                          ScheduleDefaults("leading", 1, "sigma_min"), TINY_NATIVE, untrained=True)
+    raise ValueError(f"unknown tiny model {name!r}; expected one of {TINY_MODELS}")

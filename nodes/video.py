@@ -1,0 +1,172 @@
+"""Core video nodes: load a model, text → video, decode, encode."""
+from __future__ import annotations
+
+import torch
+
+from .. import host
+from ..models.tiny import TINY_MODELS, tiny_model
+from ..samplers.guidance import GUIDANCE_MODES
+from ..samplers.noise import SEED_MAX
+from ..samplers.sampling import SAMPLERS, eta_for, sample
+from ..samplers.schedules import ScheduleError
+from .common import (CATEGORY, VIDEO_MODEL, CVKInputError, check_frames, check_latent, check_model, check_size,
+                     step_callback)
+
+UNTRAINED = " (untrained demo)"
+
+
+def model_choices() -> list[str]:
+    return [n + UNTRAINED for n in TINY_MODELS]
+
+
+def load_video_model(node: str, choice: str):
+    name = choice[:-len(UNTRAINED)] if choice.endswith(UNTRAINED) else choice
+    if name in TINY_MODELS:
+        return tiny_model(name)
+    raise CVKInputError(node, "model_name", choice, f"one of {model_choices()}")
+
+
+class CVK_VideoModelLoader:
+    DESCRIPTION = ("Loads a video diffusion model as a CVK_VIDEO_MODEL: its denoiser, noise table, VAE and text "
+                   "encoder. The two 'tiny' models are untrained demos built in code, for trying workflows "
+                   "without weights; their output is noise-like.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (VIDEO_MODEL,)
+    RETURN_NAMES = ("model",)
+    OUTPUT_TOOLTIPS = ("The loaded model bundle (network, noise table, VAE, text encoder).",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model_name": (model_choices(), {"tooltip": "Which model to load."}),
+        }}
+
+    def load(self, model_name):
+        return (load_video_model("CVK_VideoModelLoader", model_name),)
+
+
+class CVK_TextToVideo:
+    DESCRIPTION = ("Text-to-video with the model's own sampler: DDIM (η = 0 deterministic, η > 0 stochastic) or "
+                   "DDPM (ancestral, η = 1), with CFG or CFG++ guidance, on the model's default timestep grid.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The video latent [1, C, frames, height/8, width/8].",)
+    FUNCTION = "generate"
+    NODE = "CVK_TextToVideo"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (VIDEO_MODEL, {"tooltip": "The video model (from Load Video Model)."}),
+            "prompt": ("STRING", {"multiline": True, "default": "a red panda walking through a bamboo forest",
+                                  "tooltip": "What the video shows."}),
+            "negative_prompt": ("STRING", {"multiline": True, "default": "",
+                                           "tooltip": "What to steer away from (the unconditional branch)."}),
+            "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True,
+                             "tooltip": "Noise seed; noise is drawn on the CPU, so a seed gives the same video on "
+                                        "any device."}),
+            "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip": "Denoising steps (model calls)."}),
+            "guidance": (list(GUIDANCE_MODES), {"default": "cfg",
+                                                "tooltip": "cfg: classifier-free guidance. cfg++: x0 from the guided "
+                                                           "prediction, re-noised along the unconditional one "
+                                                           "(use scales in [0, 1])."}),
+            "guidance_scale": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1,
+                                         "tooltip": "CFG scale (7.5 typical) or CFG++ λ (0.4–1.0)."}),
+            "sampler": (list(SAMPLERS), {"default": "ddim",
+                                         "tooltip": "ddim: uses eta (0 = deterministic). ddpm: ancestral, η = 1."}),
+            "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
+                              "tooltip": "DDIM η: 0 deterministic, 1 = DDPM-like. Only for sampler ddim."}),
+            "frames": ("INT", {"default": 16, "min": 1, "max": 1024, "tooltip": "Number of video frames."}),
+            "width": ("INT", {"default": 512, "min": 8, "max": 4096, "step": 8, "tooltip": "Width in pixels (multiple of 8)."}),
+            "height": ("INT", {"default": 512, "min": 8, "max": 4096, "step": 8, "tooltip": "Height in pixels (multiple of 8)."}),
+        }}
+
+    def generate(self, model, prompt, negative_prompt, seed, steps, guidance, guidance_scale, sampler, eta,
+                 frames, width, height):
+        node = self.NODE
+        model = check_model(node, model)
+        check_size(node, width, height, model.latent_format.spatial_factor)
+        check_frames(node, frames, model)
+        if sampler == "ddpm" and eta not in (0.0, 1.0):
+            raise CVKInputError(node, "eta", eta, "0 or 1 with sampler ddpm (ddpm is η = 1); choose sampler ddim "
+                                                  "for other η")
+        if guidance not in GUIDANCE_MODES:
+            raise CVKInputError(node, "guidance", guidance, f"one of {list(GUIDANCE_MODES)}")
+        try:
+            sigmas = model.sigmas(steps)
+        except ScheduleError as e:
+            raise CVKInputError(node, "steps", steps, str(e)) from None
+        cond = model.encode_prompts([prompt])
+        uncond = model.encode_prompts([negative_prompt])
+        shape = model.latent_shape(frames, width, height)
+        with model.loaded() as device:
+            z = sample(model.denoiser(), shape, sigmas, cond, uncond, guidance_scale, guidance,
+                       eta_for(sampler, eta), seed, device, step_callback(steps, node))
+        return ({"samples": z.to(host.intermediate_device())},)
+
+
+class CVK_DecodeVideo:
+    DESCRIPTION = "Decodes a video latent to IMAGE frames with the model's VAE, a few frames at a time."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("images",)
+    OUTPUT_TOOLTIPS = ("The frames as an IMAGE batch [frames, height, width, 3] (all videos of the batch in turn).",)
+    FUNCTION = "decode"
+    NODE = "CVK_DecodeVideo"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (VIDEO_MODEL, {"tooltip": "The model whose VAE decodes the latent."}),
+            "latent": ("LATENT", {"tooltip": "A 5-D video latent [batch, channels, frames, h, w]."}),
+            "frames_per_batch": ("INT", {"default": 8, "min": 1, "max": 256,
+                                         "tooltip": "Frames decoded at once; lower it if decoding runs out of memory."}),
+        }}
+
+    def decode(self, model, latent, frames_per_batch):
+        model = check_model(self.NODE, model)
+        x = check_latent(self.NODE, latent, model)
+        return (model.vae.decode(x, frames_per_batch),)
+
+
+class CVK_EncodeVideo:
+    DESCRIPTION = "Encodes IMAGE frames (one video) to a 5-D video latent with the model's VAE."
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    RETURN_NAMES = ("latent",)
+    OUTPUT_TOOLTIPS = ("The video latent [1, C, frames, height/8, width/8].",)
+    FUNCTION = "encode"
+    NODE = "CVK_EncodeVideo"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (VIDEO_MODEL, {"tooltip": "The model whose VAE encodes the frames."}),
+            "images": ("IMAGE", {"tooltip": "Frames [frames, height, width, channels], height and width multiples "
+                                            "of 8."}),
+            "frames_per_batch": ("INT", {"default": 8, "min": 1, "max": 256,
+                                         "tooltip": "Frames encoded at once; lower it if encoding runs out of memory."}),
+        }}
+
+    def encode(self, model, images, frames_per_batch):
+        model = check_model(self.NODE, model)
+        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[-1] < 3:
+            raise CVKInputError(self.NODE, "images", images, "an IMAGE batch [frames, height, width, 3]")
+        check_size(self.NODE, images.shape[2], images.shape[1], model.latent_format.spatial_factor)
+        return ({"samples": model.vae.encode(images, frames_per_batch)},)
+
+
+NODE_CLASS_MAPPINGS = {
+    "CVK_VideoModelLoader": CVK_VideoModelLoader,
+    "CVK_TextToVideo": CVK_TextToVideo,
+    "CVK_DecodeVideo": CVK_DecodeVideo,
+    "CVK_EncodeVideo": CVK_EncodeVideo,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "CVK_VideoModelLoader": "Load Video Model (CVK)",
+    "CVK_TextToVideo": "Text to Video (CVK)",
+    "CVK_DecodeVideo": "Decode Video (CVK)",
+    "CVK_EncodeVideo": "Encode Video (CVK)",
+}

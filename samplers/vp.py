@@ -1,0 +1,142 @@
+"""VP (DDPM-family) models seen from σ-space.
+
+A noisy latent in σ-space is ``x = x0 + σ·ε`` (variance exploding). A VP model with cumulative
+alphas ``ᾱ_t`` works on ``z_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε``; the two are the same point up
+to scale: ``σ_t = sqrt((1 − ᾱ_t) / ᾱ_t)`` and ``z_t = x / sqrt(1 + σ²)``. So the VP start
+``z_T = ε`` is ``x_T = ε·sqrt(1 + σ_max²)``.
+
+Everything here is pure torch: no diffusers, no ComfyUI.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+TIMESTEP_MODES = ("nearest", "interpolated")
+
+
+def sigmas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """σ table of a VP model: ``sqrt((1 − ᾱ) / ᾱ)``, ascending in t.  ``(T,) -> (T,)``, float64."""
+    ac = alphas_cumprod.to(torch.float64)
+    return ((1.0 - ac) / ac).sqrt()
+
+
+def to_vp(x: torch.Tensor, sigma) -> torch.Tensor:
+    """σ-space latent → the VP model's input ``z = x / sqrt(1 + σ²)`` (σ a float or broadcastable tensor)."""
+    return x / (1.0 + torch.as_tensor(sigma, dtype=torch.float64) ** 2).sqrt().to(x.dtype)
+
+
+def from_vp(z: torch.Tensor, sigma) -> torch.Tensor:
+    """VP latent → σ-space ``x = z·sqrt(1 + σ²)``; the inverse of :func:`to_vp`."""
+    return z * (1.0 + torch.as_tensor(sigma, dtype=torch.float64) ** 2).sqrt().to(z.dtype)
+
+
+def sigma_to_t(sigma, sigmas: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
+    """Timestep(s) for noise level(s) σ on a model's σ table ``(T,)`` (ascending).
+
+    ``nearest``: the integer index whose σ is closest in log σ (an int64 tensor).
+    ``interpolated``: a float timestep, linear in log σ between the two neighbouring entries
+    (clamped to ``[0, T−1]``), as k-diffusion's discrete schedules do.
+    """
+    if mode not in TIMESTEP_MODES:
+        raise ValueError(f"timestep mode must be one of {TIMESTEP_MODES}, got {mode!r}")
+    s = torch.as_tensor(sigma, dtype=torch.float64)
+    if (s <= 0).any():
+        raise ValueError(f"sigma_to_t needs σ > 0, got {s.min().item()}")
+    log_table = sigmas.to(torch.float64).log()
+    log_s = s.log().reshape(-1, 1)
+    if mode == "nearest":
+        return (log_s - log_table).abs().argmin(dim=-1).reshape(s.shape)
+    hi = torch.searchsorted(log_table, log_s.reshape(-1)).clamp(1, len(log_table) - 1)
+    lo = hi - 1
+    w = (log_s.reshape(-1) - log_table[lo]) / (log_table[hi] - log_table[lo])
+    t = (lo.to(torch.float64) + w.clamp(0.0, 1.0))
+    return t.reshape(s.shape)
+
+
+def t_to_sigma(t, sigmas: torch.Tensor) -> torch.Tensor:
+    """σ at (possibly fractional) timestep(s) t: log-linear interpolation in the table ``(T,)``."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    if (t < 0).any() or (t > len(sigmas) - 1).any():
+        raise ValueError(f"timestep out of range [0, {len(sigmas) - 1}]: {t}")
+    lo = t.floor().long().clamp(max=len(sigmas) - 2)
+    w = t - lo
+    log_table = sigmas.to(torch.float64).log()
+    return (log_table[lo] * (1 - w) + log_table[lo + 1] * w).exp()
+
+
+def prediction_to_x0(output: torch.Tensor, x: torch.Tensor, sigma, prediction_type: str) -> torch.Tensor:
+    """A VP network's raw output at σ-space point ``x`` (noise level σ) → the clean estimate x0.
+
+    - ``epsilon``: ``x0 = x − σ·ε``
+    - ``v_prediction`` (v = sqrt(ᾱ)·ε − sqrt(1−ᾱ)·x0): ``x0 = (z − σ·v) / sqrt(1 + σ²)`` with z the VP input
+    - ``sample``: the output is x0
+    """
+    s = torch.as_tensor(sigma, dtype=torch.float64)
+    if prediction_type == "epsilon":
+        return x - s.to(x.dtype) * output
+    if prediction_type == "v_prediction":
+        scale = (1.0 + s**2).sqrt()
+        return (x / scale.to(x.dtype) - s.to(x.dtype) * output) / scale.to(x.dtype)
+    if prediction_type == "sample":
+        return output
+    raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+
+
+class VPDenoiser:
+    """Wraps a VP network as a σ-space denoiser ``x0 = denoiser(x, sigma, cond)``.
+
+    ``network(z, t, cond) -> raw`` is called with the VP-normalised input ``z`` and the model's
+    timestep ``t`` (a 0-d tensor: int64 for ``nearest``, float64 for ``interpolated``).
+    ``alphas_cumprod`` ``(T,)`` is the model's own noise table.
+    """
+
+    def __init__(self, network: Callable, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
+                 timestep_mode: str = "nearest"):
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+        if timestep_mode not in TIMESTEP_MODES:
+            raise ValueError(f"timestep_mode must be one of {TIMESTEP_MODES}, got {timestep_mode!r}")
+        self.network = network
+        self.alphas_cumprod = alphas_cumprod.to(torch.float64)
+        self.sigmas = sigmas_from_alphas_cumprod(self.alphas_cumprod)
+        self.prediction_type = prediction_type
+        self.timestep_mode = timestep_mode
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    def timestep(self, sigma) -> torch.Tensor:
+        return sigma_to_t(sigma, self.sigmas, self.timestep_mode)
+
+    def __call__(self, x: torch.Tensor, sigma, cond) -> torch.Tensor:
+        """``x`` ``(B, C, F, h, w)`` at noise level σ (a float) → x0 estimate, same shape and dtype."""
+        sigma = float(sigma)
+        out = self.network(to_vp(x, sigma), self.timestep(sigma), cond)
+        return prediction_to_x0(out.to(x.dtype), x, sigma, self.prediction_type)
+
+
+BETA_SCHEDULES = ("linear", "scaled_linear")
+
+
+def vp_alphas_cumprod(beta_schedule: str, beta_start: float, beta_end: float,
+                      num_train_timesteps: int = 1000) -> torch.Tensor:
+    """ᾱ table ``(T,)`` as diffusers' DDPM-family schedulers build it (in float32, so tables match
+    theirs bit for bit), returned as float64.
+
+    ``linear``: β = linspace(β₀, β₁, T); ``scaled_linear``: β = linspace(√β₀, √β₁, T)².
+    """
+    if beta_schedule == "linear":
+        betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+    elif beta_schedule == "scaled_linear":
+        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32) ** 2
+    else:
+        raise ValueError(f"beta_schedule must be one of {BETA_SCHEDULES}, got {beta_schedule!r}")
+    return torch.cumprod(1.0 - betas, dim=0).to(torch.float64)

@@ -1,0 +1,45 @@
+"""Test setup: the pack loaded as one package; tiny models built once per session; output folders
+for the core-node stand-ins."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
+
+from cvk_testkit import load_pack  # noqa: E402
+
+load_pack()  # test modules import `consistent_video_kit...` at collection time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def pack():
+    return load_pack()
+
+
+@pytest.fixture(scope="session")
+def tiny_animatediff(pack):
+    from consistent_video_kit.models.tiny import tiny_model
+    return tiny_model("tiny-animatediff")
+
+
+@pytest.fixture(scope="session")
+def tiny_modelscope(pack):
+    from consistent_video_kit.models.tiny import tiny_model
+    return tiny_model("tiny-modelscope")
+
+
+@pytest.fixture
+def comfy_dirs(tmp_path, monkeypatch):
+    """Point the core-node stand-ins (SaveImage, PreviewImage, LoadImage) at fresh folders."""
+    from cvk_testkit.core_nodes import DIRS
+    for name in ("output", "temp", "input"):
+        (tmp_path / name).mkdir()
+        monkeypatch.setattr(DIRS, name, str(tmp_path / name))
+    return tmp_path

@@ -15,17 +15,17 @@ class CVKInputError(ValueError):
     """Bad node input: names the node, the input, the value given and what was expected."""
 
     def __init__(self, node: str, name: str, value, expected: str):
-        shown = value if isinstance(value, (int, float, str, bool, type(None))) else _describe(value)
-        super().__init__(f"{node}: input '{name}' got {shown!r}; expected {expected}.")
+        shown = repr(value) if isinstance(value, (int, float, str, bool, type(None))) else _describe(value)
+        super().__init__(f"{node}: input '{name}' got {shown}; expected {expected}.")
         self.node, self.input, self.value = node, name, value
 
 
 def _describe(value) -> str:
     if torch.is_tensor(value):
-        return f"tensor of shape {tuple(value.shape)}"
+        return f"a tensor of shape {tuple(value.shape)}"
     if isinstance(value, dict):
-        return f"dict with keys {sorted(value)}"
-    return f"a {type(value).__name__}"
+        return f"a dict with keys {sorted(value)}"
+    return f"a {type(value).__name__} object"
 
 
 def check_model(node: str, model, name: str = "model") -> VideoModel:

@@ -1,0 +1,112 @@
+"""The pack inside a real ComfyUI server (CPU). Runs only when COMFYUI_PATH points at a ComfyUI
+source tree whose Python environment can run it (see shared/reference/comfyui-host-cpu.md):
+
+    COMFYUI_PATH=/path/to/ComfyUI COMFYUI_PYTHON=/path/to/venv/bin/python \
+    COMFYUI_LD_LIBRARY_PATH=/path/to/torchvision-stubs .venv/bin/python -m pytest -m comfyui
+
+The pack is linked into custom_nodes/ for the duration of the test; output, temp and user folders
+are temporary. Checks: the pack loads without errors, every CVK_ node is in /object_info, the example
+workflows are listed by /workflow_templates, and each API copy runs to a saved output.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from cvk_testkit import ROOT
+
+COMFY = os.environ.get("COMFYUI_PATH")
+pytestmark = [pytest.mark.comfyui,
+              pytest.mark.skipif(not COMFY, reason="COMFYUI_PATH is not set: no real ComfyUI to test inside")]
+FOLDER = "consistent_video_kit"
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(base, path):
+    with urllib.request.urlopen(base + path, timeout=30) as r:
+        return json.load(r)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("comfy")
+    for sub in ("output", "temp", "user"):
+        (tmp / sub).mkdir()
+    link = os.path.join(COMFY, "custom_nodes", FOLDER)
+    if os.path.lexists(link):
+        os.remove(link)
+    os.symlink(ROOT, link)
+    port = _free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    if os.environ.get("COMFYUI_LD_LIBRARY_PATH"):
+        env["LD_LIBRARY_PATH"] = os.environ["COMFYUI_LD_LIBRARY_PATH"]
+    log = open(tmp / "comfy.log", "w")
+    proc = subprocess.Popen(
+        [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1", "--port",
+         str(port), "--disable-api-nodes", "--output-directory", str(tmp / "output"), "--temp-directory",
+         str(tmp / "temp"), "--user-directory", str(tmp / "user")],
+        cwd=COMFY, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(480):
+            if proc.poll() is not None:
+                break
+            try:
+                _get(base, "/object_info/CVK_TextToVideo")
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.5)
+        else:
+            pytest.fail("ComfyUI did not answer within 240 s")
+        assert proc.poll() is None, open(tmp / "comfy.log").read()[-3000:]
+        yield base, tmp
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+        os.remove(link)
+
+
+def test_pack_loads_and_every_node_is_listed(server, pack):
+    base, tmp = server
+    text = open(tmp / "comfy.log").read()
+    assert "IMPORT FAILED" not in text or FOLDER not in text.split("IMPORT FAILED")[1].splitlines()[0], text[-3000:]
+    info = _get(base, "/object_info")
+    ours = {k for k in info if k.startswith("CVK_")}
+    assert ours == set(pack.NODE_CLASS_MAPPINGS)
+    assert info["CVK_TextToVideo"]["python_module"].startswith("custom_nodes.")
+    assert any(e.endswith("/cvk.js") for e in _get(base, "/extensions"))
+
+
+def test_example_workflows_are_templates_and_run(server):
+    base, tmp = server
+    templates = _get(base, "/workflow_templates")
+    names = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "example_workflows")) if f.endswith(".json"))
+    assert sorted(templates[FOLDER]) == names
+    for name in names:
+        with open(os.path.join(ROOT, "tests", "workflows", name + "_api.json")) as f:
+            prompt = json.load(f)
+        req = urllib.request.Request(base + "/prompt", data=json.dumps({"prompt": prompt, "client_id": str(uuid.uuid4())}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        pid = json.load(urllib.request.urlopen(req, timeout=30))["prompt_id"]
+        for _ in range(1200):
+            hist = _get(base, f"/history/{pid}")
+            if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
+                break
+            time.sleep(0.25)
+        entry = hist[pid]
+        assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:]
+        images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+        assert images and all((tmp / "output" / i["subfolder"] / i["filename"]).exists() for i in images)

@@ -92,3 +92,20 @@ def test_executor_follows_comfy_validation(classes):
     del p["2"]["inputs"]["seed"]
     with pytest.raises(WorkflowError, match="required input 'seed' missing"):
         ex.validate(p)
+
+
+def test_load_encode_decode_graph(classes, comfy_dirs):
+    """LoadImage (stand-in) → EncodeVideo → DecodeVideo → PreviewImage: a user's picture through the VAE."""
+    from PIL import Image
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(comfy_dirs / "input" / "red.png")
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "red.png"}},
+              "2": {"class_type": "CVK_VideoModelLoader", "inputs": {"model_name": "tiny-modelscope (untrained demo)"}},
+              "3": {"class_type": "CVK_EncodeVideo", "inputs": {"model": ["2", 0], "images": ["1", 0],
+                                                                 "frames_per_batch": 4}},
+              "4": {"class_type": "CVK_DecodeVideo", "inputs": {"model": ["2", 0], "latent": ["3", 0],
+                                                                 "frames_per_batch": 4}},
+              "5": {"class_type": "PreviewImage", "inputs": {"images": ["4", 0]}}}
+    results = Executor(classes).run(prompt)
+    assert results["3"]["result"][0]["samples"].shape == (1, 4, 1, 6, 8)
+    assert results["4"]["result"][0].shape == (1, 48, 64, 3)
+    assert (comfy_dirs / "temp" / results["5"]["ui"]["images"][0]["filename"]).exists()

@@ -1,40 +1,33 @@
 // Consistent Video Kit frontend extension: small, dependency-free; nothing is loaded from the network.
-// Marks the untrained demo models on the loader so a shared workflow never passes them off as real.
+// Draws an "untrained demo" badge on the model loader while one of the tiny demo models is selected,
+// so a shared workflow never passes them off as real models. It never touches the node's title.
 import { app } from "../../scripts/app.js";
 
 const UNTRAINED = "(untrained demo)";
-
-function markUntrained(node) {
-  const widget = node.widgets?.find((w) => w.name === "model_name");
-  if (!widget) return;
-  const base = node.constructor.title || node.type;
-  const update = () => {
-    node.title = String(widget.value).includes(UNTRAINED) ? `${base} — untrained demo` : base;
-    node.setDirtyCanvas?.(true, true);
-  };
-  const previous = widget.callback;
-  widget.callback = function (...args) {
-    const r = previous?.apply(this, args);
-    update();
-    return r;
-  };
-  update();
-}
 
 app.registerExtension({
   name: "ConsistentVideoKit.core",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== "CVK_VideoModelLoader") return;
-    const onNodeCreated = nodeType.prototype.onNodeCreated;
-    nodeType.prototype.onNodeCreated = function (...args) {
-      const r = onNodeCreated?.apply(this, args);
-      markUntrained(this);
-      return r;
-    };
-    const onConfigure = nodeType.prototype.onConfigure;
-    nodeType.prototype.onConfigure = function (...args) {
-      const r = onConfigure?.apply(this, args);
-      markUntrained(this);
+    const onDrawForeground = nodeType.prototype.onDrawForeground;
+    nodeType.prototype.onDrawForeground = function (ctx, ...rest) {
+      const r = onDrawForeground?.apply(this, [ctx, ...rest]);
+      const widget = this.widgets?.find((w) => w.name === "model_name");
+      if (widget && String(widget.value).includes(UNTRAINED) && !this.flags?.collapsed) {
+        const label = "UNTRAINED DEMO";
+        ctx.save();
+        ctx.font = "bold 10px sans-serif";
+        const w = ctx.measureText(label).width + 10;
+        const x = this.size[0] - w - 6;
+        const y = -(globalThis.LiteGraph?.NODE_TITLE_HEIGHT ?? 30) + 8;
+        ctx.fillStyle = "#b35c00";
+        ctx.beginPath();
+        ctx.roundRect ? ctx.roundRect(x, y, w, 14, 4) : ctx.rect(x, y, w, 14);
+        ctx.fill();
+        ctx.fillStyle = "#fff";
+        ctx.fillText(label, x + 5, y + 11);
+        ctx.restore();
+      }
       return r;
     };
   },

@@ -99,6 +99,11 @@ class VideoModel:
         """Conditioning for the denoiser: ``{"text": (B, L, D)}``."""
         return {"text": self.text.encode(prompts)}
 
+    def encode_prompt_pair(self, prompt: str, negative_prompt: str) -> tuple[dict, dict]:
+        """(cond, uncond) for one prompt and its negative, in one text-encoder call."""
+        text = self.text.encode([prompt, negative_prompt])
+        return {"text": text[:1]}, {"text": text[1:]}
+
     def latent_shape(self, frames: int, width: int, height: int, batch: int = 1) -> tuple[int, ...]:
         f = self.latent_format
         return (batch, f.channels, frames, height // f.spatial_factor, width // f.spatial_factor)

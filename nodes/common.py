@@ -7,7 +7,7 @@ import torch
 from .. import host
 from ..models.bundle import VideoModel
 
-CATEGORY = "Consistent Video Kit"
+CATEGORY_ROOT = "Consistent Video Kit"  # nodes use f"{CATEGORY_ROOT}/<method>"
 VIDEO_MODEL = VideoModel.TYPE
 
 

@@ -9,10 +9,16 @@ from ..samplers.guidance import GUIDANCE_MODES
 from ..samplers.noise import SEED_MAX
 from ..samplers.sampling import SAMPLERS, eta_for, sample
 from ..samplers.schedules import ScheduleError
-from .common import (CATEGORY, VIDEO_MODEL, CVKInputError, check_frames, check_latent, check_model, check_size,
+from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_latent, check_model, check_size,
                      step_callback)
 
 UNTRAINED = " (untrained demo)"
+CATEGORY = f"{CATEGORY_ROOT}/video"
+
+
+def frames_per_batch_input(verb: str):
+    return ("INT", {"default": 8, "min": 1, "max": 256,
+                    "tooltip": f"Frames {verb} at once; lower it if this runs out of memory."})
 
 
 def model_choices() -> list[str]:
@@ -98,8 +104,7 @@ class CVK_TextToVideo:
             sigmas = model.sigmas(steps)
         except ScheduleError as e:
             raise CVKInputError(node, "steps", steps, str(e)) from None
-        cond = model.encode_prompts([prompt])
-        uncond = model.encode_prompts([negative_prompt])
+        cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         shape = model.latent_shape(frames, width, height)
         with model.loaded() as device:
             z = sample(model.denoiser(), shape, sigmas, cond, uncond, guidance_scale, guidance,
@@ -121,8 +126,7 @@ class CVK_DecodeVideo:
         return {"required": {
             "model": (VIDEO_MODEL, {"tooltip": "The model whose VAE decodes the latent."}),
             "latent": ("LATENT", {"tooltip": "A 5-D video latent [batch, channels, frames, h, w]."}),
-            "frames_per_batch": ("INT", {"default": 8, "min": 1, "max": 256,
-                                         "tooltip": "Frames decoded at once; lower it if decoding runs out of memory."}),
+            "frames_per_batch": frames_per_batch_input("decoded"),
         }}
 
     def decode(self, model, latent, frames_per_batch):
@@ -146,8 +150,7 @@ class CVK_EncodeVideo:
             "model": (VIDEO_MODEL, {"tooltip": "The model whose VAE encodes the frames."}),
             "images": ("IMAGE", {"tooltip": "Frames [frames, height, width, channels], height and width multiples "
                                             "of 8."}),
-            "frames_per_batch": ("INT", {"default": 8, "min": 1, "max": 256,
-                                         "tooltip": "Frames encoded at once; lower it if encoding runs out of memory."}),
+            "frames_per_batch": frames_per_batch_input("encoded"),
         }}
 
     def encode(self, model, images, frames_per_batch):

@@ -43,6 +43,8 @@ def test_text_encoder(tiny_animatediff):
     emb = tiny_animatediff.text.encode(["a cat", ""])
     assert emb.shape == (2, 77, 32) and emb.dtype == torch.float32
     assert not torch.allclose(emb[0], emb[1])
+    cond, uncond = tiny_animatediff.encode_prompt_pair("a cat", "")
+    assert torch.allclose(cond["text"], emb[:1], atol=1e-6) and torch.allclose(uncond["text"], emb[1:], atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["tiny_animatediff", "tiny_modelscope"])

@@ -15,7 +15,7 @@ def test_every_node_is_documented(pack):
     assert pack.WEB_DIRECTORY == "./web"
     for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
         assert node_id.startswith("CVK_") and node_id in pack.NODE_DISPLAY_NAME_MAPPINGS
-        assert cls.CATEGORY.startswith("Consistent Video Kit")
+        assert cls.CATEGORY.startswith("Consistent Video Kit/")
         assert cls.DESCRIPTION and hasattr(cls, cls.FUNCTION)
         assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
         for name, (_kind, opts, _req) in input_specs(cls).items():

@@ -76,7 +76,8 @@ class VideoModel:
         text = cond["text"].to(device=p.device, dtype=p.dtype)
         if self.family == "animatediff":  # UNetMotionModel wants the text repeated per frame; UNet3D repeats itself
             text = text.repeat_interleave(z.shape[2], dim=0)
-        out = self.unet(z.to(device=p.device, dtype=p.dtype), t.to(p.device), encoder_hidden_states=text).sample
+        t = t.to(device=p.device, dtype=torch.float32 if t.is_floating_point() else t.dtype)  # no float64 on MPS
+        out = self.unet(z.to(device=p.device, dtype=p.dtype), t, encoder_hidden_states=text).sample
         return out.to(device=z.device, dtype=torch.float32)
 
     def denoiser(self, timestep_mode: str = "nearest") -> VPDenoiser:

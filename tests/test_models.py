@@ -79,3 +79,27 @@ def test_default_grid_follows_model_scheduler(tiny_animatediff):
     assert len(s) == 26 and s[-1] == tiny_animatediff.denoiser().sigma_min
     s0 = tiny_animatediff.sigmas(25, final="zero")
     assert s0[-1] == 0
+
+
+def test_interpolated_timesteps_reach_the_network(tiny_modelscope):
+    """Between two table entries the interpolated mode feeds a fractional timestep; nearest rounds it."""
+    m = tiny_modelscope
+    seen = []
+    net = m.network
+
+    def spy(z, t, cond):
+        seen.append(t)
+        return net(z, t, cond)
+
+    d_interp = m.denoiser("interpolated")
+    d_interp.network = spy
+    d_near = m.denoiser("nearest")
+    d_near.network = spy
+    mid = float((d_interp.sigmas[400].log() * 0.5 + d_interp.sigmas[401].log() * 0.5).exp())
+    x = torch.randn(1, 4, 2, 8, 8)
+    cond = m.encode_prompts(["a"])
+    with m.loaded():
+        a = d_interp(x, mid, cond)
+        b = d_near(x, mid, cond)
+    assert seen[0].item() == pytest.approx(400.5) and seen[1].item() in (400, 401)
+    assert not torch.allclose(a, b)

@@ -10,6 +10,7 @@ plain fallback, so the pack imports and runs without ComfyUI (tests, the headles
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 from contextlib import contextmanager
@@ -20,7 +21,6 @@ import torch
 log = logging.getLogger("consistent_video_kit")
 
 MODELS_DIR_ENV = "CVK_MODELS_DIR"
-_registered: dict[str, tuple[list[str], set[str]]] = {}
 
 
 def _optional(name: str):
@@ -78,6 +78,11 @@ def on_device(*modules: torch.nn.Module, device: Optional[torch.device] = None):
     """Move modules to the run device for the duration of a block, then back to the offload device."""
     device = device or torch_device()
     off = offload_device()
+    mm = _mm()
+    if mm is not None and device.type != "cpu":
+        # make room: ComfyUI evicts its own idle models for ours
+        need = sum(t.numel() * t.element_size() for m in modules for t in list(m.parameters()) + list(m.buffers()))
+        mm.free_memory(int(need * 1.2), device)
     for m in modules:
         m.to(device)
     try:
@@ -139,8 +144,8 @@ class Progress:
 # ---------------------------------------------------------------- model files
 
 def register_model_folder(kind: str, extensions: Iterable[str]) -> None:
-    """Register a pack model folder ``models/<kind>`` (with ``folder_paths`` when present) if the host
-    does not know it yet; e.g. ``animatediff_models`` or ``scorers``."""
+    """Register a pack model folder ``models/<kind>`` with ``folder_paths`` if ComfyUI does not know it
+    yet (e.g. ``animatediff_models``). Outside ComfyUI every kind is ``$CVK_MODELS_DIR/<kind>`` already."""
     exts = {e if e.startswith(".") else "." + e for e in extensions}
     fp = _folder_paths()
     if fp is not None:
@@ -148,8 +153,6 @@ def register_model_folder(kind: str, extensions: Iterable[str]) -> None:
             fp.add_model_folder_path(kind, os.path.join(fp.models_dir, kind))
             paths, old = fp.folder_names_and_paths[kind]
             fp.folder_names_and_paths[kind] = (paths, set(old) | exts)
-        return
-    _registered[kind] = ([], exts)
 
 
 def model_folders(kind: str) -> list[str]:
@@ -165,8 +168,8 @@ def model_folders(kind: str) -> list[str]:
 
 
 def list_models(kind: str, extensions: Optional[Iterable[str]] = None) -> list[str]:
-    """File names (relative to their folder) of one kind; folders too when ``extensions`` is None-ish
-    and the kind holds diffusers folders."""
+    """File names (relative to their folder) of one kind: ComfyUI's own list when present and no
+    ``extensions`` are given, else a walk of :func:`model_folders` keeping those extensions."""
     fp = _folder_paths()
     if fp is not None and extensions is None:
         try:
@@ -184,6 +187,32 @@ def list_models(kind: str, extensions: Optional[Iterable[str]] = None) -> list[s
                 if exts is None or f.lower().endswith(exts):
                     names.append(os.path.normpath(os.path.join(rel, f)))
     return sorted(set(names))
+
+
+def list_model_dirs(kind: str, marker: str) -> list[str]:
+    """Sub-folders (relative names) of the ``kind`` folders that contain ``marker`` (e.g. diffusers model
+    folders holding ``model_index.json``), searched two levels deep."""
+    names = []
+    for folder in model_folders(kind):
+        if not os.path.isdir(folder):
+            continue
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            depth = os.path.relpath(dirpath, folder).count(os.sep)
+            if marker in filenames and dirpath != folder:
+                names.append(os.path.relpath(dirpath, folder))
+                dirnames[:] = []
+            elif depth >= 1:
+                dirnames[:] = []
+    return sorted(set(names))
+
+
+def comfy_resource_dir(*parts: str) -> Optional[str]:
+    """A folder shipped inside ComfyUI's ``comfy`` package (e.g. ``sd1_tokenizer``), if ComfyUI is present."""
+    spec = importlib.util.find_spec("comfy") if _optional("comfy") is not None else None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
+    return path if os.path.isdir(path) else None
 
 
 class ModelFileNotFound(FileNotFoundError):

@@ -4,6 +4,9 @@ from __future__ import annotations
 import torch
 
 from .. import host
+from ..models.checkpoint import MODEL_EXTS, CheckpointError
+from ..models.loaders import (ATTENTIONS, MOTION_FOLDER, PRECISIONS, folder_family, load_animatediff,
+                              load_modelscope)
 from ..models.tiny import TINY_MODELS, tiny_model
 from ..samplers.guidance import GUIDANCE_MODES
 from ..samplers.noise import SEED_MAX
@@ -14,6 +17,10 @@ from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, ch
 
 UNTRAINED = " (untrained demo)"
 CATEGORY = f"{CATEGORY_ROOT}/video"
+NONE = "none"
+CHECKPOINTS, DIFFUSERS = "checkpoints/", "diffusers/"
+
+host.register_model_folder(MOTION_FOLDER, MODEL_EXTS)
 
 
 def frames_per_batch_input(verb: str):
@@ -22,34 +29,93 @@ def frames_per_batch_input(verb: str):
 
 
 def model_choices() -> list[str]:
-    return [n + UNTRAINED for n in TINY_MODELS]
+    """Tiny demos, then SD1.5 single files (models/checkpoints), then diffusers folders (models/diffusers)."""
+    return ([n + UNTRAINED for n in TINY_MODELS]
+            + [CHECKPOINTS + f for f in host.list_models("checkpoints", MODEL_EXTS)]
+            + [DIFFUSERS + d for d in host.list_model_dirs("diffusers", "model_index.json")])
 
 
-def load_video_model(node: str, choice: str):
+def motion_module_choices() -> list[str]:
+    return [NONE] + host.list_models(MOTION_FOLDER, MODEL_EXTS)
+
+
+def load_video_model(node: str, choice: str, motion_module: str = NONE, precision: str = "auto",
+                     attention: str = "sdpa"):
+    """The model behind a loader choice; every failure is a CVKInputError naming the input at fault."""
     name = choice[:-len(UNTRAINED)] if choice.endswith(UNTRAINED) else choice
     if name in TINY_MODELS:
+        for field, value, ok in (("motion_module", motion_module, NONE), ("precision", precision, "auto"),
+                                 ("attention", attention, "sdpa")):
+            if value != ok and not (field == "precision" and value == "fp32"):
+                raise CVKInputError(node, field, value, f"'{ok}' for the tiny demo models (they always run in fp32 "
+                                                        f"with SDPA and carry their own motion layers)")
         return tiny_model(name)
-    raise CVKInputError(node, "model_name", choice, f"one of {model_choices()}")
+    if precision not in PRECISIONS:
+        raise CVKInputError(node, "precision", precision, f"one of {list(PRECISIONS)}")
+    if attention not in ATTENTIONS:
+        raise CVKInputError(node, "attention", attention, f"one of {list(ATTENTIONS)}")
+    try:
+        if name.startswith(CHECKPOINTS):
+            kind, rel = "checkpoints", name[len(CHECKPOINTS):]
+        elif name.startswith(DIFFUSERS):
+            kind, rel = "diffusers", name[len(DIFFUSERS):]
+        else:
+            raise CVKInputError(node, "model_name", choice, "a demo model, 'checkpoints/<file>' or 'diffusers/<folder>'")
+        path = host.find_model(kind, rel)
+        motion = None
+        if motion_module != NONE:
+            try:
+                motion = host.find_model(MOTION_FOLDER, motion_module)
+            except host.ModelFileNotFound as e:
+                raise CVKInputError(node, "motion_module", motion_module, str(e)) from None
+        if kind == "diffusers" and folder_family(path) == "modelscope":
+            if motion is not None:
+                raise CVKInputError(node, "motion_module", motion_module,
+                                    f"'{NONE}': {rel} is a ModelScope/Zeroscope model with its own temporal layers")
+            return load_modelscope(path, precision, attention)
+        return load_animatediff(path, motion, precision, attention)
+    except host.ModelFileNotFound as e:
+        raise CVKInputError(node, "model_name", choice, str(e)) from None
+    except CheckpointError as e:
+        field = "motion_module" if e.role == "motion_module" else "model_name"
+        raise CVKInputError(node, field, motion_module if field == "motion_module" else choice, str(e)) from None
+    except ValueError as e:  # precision or attention that cannot run here
+        raise CVKInputError(node, "attention" if "xformers" in str(e) else "precision",
+                            attention if "xformers" in str(e) else precision, str(e)) from None
 
 
 class CVK_VideoModelLoader:
     DESCRIPTION = ("Loads a video diffusion model as a CVK_VIDEO_MODEL: its denoiser, noise table, VAE and text "
-                   "encoder. The two 'tiny' models are untrained demos built in code, for trying workflows "
-                   "without weights; their output is noise-like.")
+                   "encoder. AnimateDiff: an SD1.5 checkpoint (models/checkpoints) or diffusers folder "
+                   "(models/diffusers) plus a motion module (models/animatediff_models). ModelScope/Zeroscope: a "
+                   "diffusers folder. The two 'tiny' models are untrained demos built in code, for trying "
+                   "workflows without weights; their output is noise-like. Nothing is ever downloaded.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (VIDEO_MODEL,)
     RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The loaded model bundle (network, noise table, VAE, text encoder).",)
+    OUTPUT_TOOLTIPS = ("The loaded model bundle (network, noise table, VAE, text encoder), kept on the offload "
+                       "device until a node needs it.",)
     FUNCTION = "load"
 
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model_name": (model_choices(), {"tooltip": "Which model to load."}),
+            "model_name": (model_choices(), {"tooltip": "The base model: a tiny demo, an SD1.5 single file "
+                                                        "(checkpoints/…) or a diffusers folder (diffusers/…; SD1.5 "
+                                                        "or ModelScope/Zeroscope)."}),
+        }, "optional": {  # optional: API prompts written before these inputs existed still validate
+            "motion_module": (motion_module_choices(), {"default": NONE, "tooltip": (
+                "AnimateDiff motion module from models/animatediff_models (mm_sd_v15_v2, v3_sd15_mm; original or "
+                "diffusers layout). 'none' for ModelScope/Zeroscope, the tiny demos, or an AnimateDiff diffusers "
+                "folder that has its own motion_adapter/.")}),
+            "precision": (list(PRECISIONS), {"default": "auto", "tooltip": (
+                "auto: fp32 on CPU; on a GPU fp16 UNet and text encoder, bf16 VAE (fp32 where bf16 is missing).")}),
+            "attention": (list(ATTENTIONS), {"default": "sdpa", "tooltip": (
+                "sdpa: PyTorch's attention (default). xformers: only when installed and on a CUDA GPU.")}),
         }}
 
-    def load(self, model_name):
-        return (load_video_model("CVK_VideoModelLoader", model_name),)
+    def load(self, model_name, motion_module=NONE, precision="auto", attention="sdpa"):
+        return (load_video_model("CVK_VideoModelLoader", model_name, motion_module, precision, attention),)
 
 
 class CVK_TextToVideo:

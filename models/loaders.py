@@ -1,0 +1,330 @@
+"""Loading real checkpoints, offline, into a ``CVK_VIDEO_MODEL``.
+
+- **AnimateDiff**: an SD1.5 base — a single ``.safetensors`` / ``.ckpt`` (original LDM keys) read with the
+  configs shipped in ``models/configs/sd15``, or a diffusers folder — plus a motion module file
+  (``mm_sd_v15_v2``, ``v3_sd15_mm``; original or diffusers layout) → ``UNetMotionModel``. The noise
+  schedule is AnimateDiff's own (``models/configs/animatediff/scheduler``: DDIM, linear betas), whatever
+  the base's scheduler says, as the official inference configs do.
+- **ModelScope / Zeroscope**: a diffusers folder (``UNet3DConditionModel``, VAE, text encoder, tokenizer,
+  scheduler).
+
+Every network is built from its config with parameters on the meta device and then strictly
+matched (:mod:`.checkpoint`) — no hub, no diffusers/transformers download logic is ever called.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from .. import host
+from . import convert
+from .bundle import ScheduleDefaults, VideoModel
+from .checkpoint import (CheckpointError, empty_params, file_role, load_into, match_state_dict, read_folder_weights,
+                         read_state_dict)
+from .text import TextEncoder
+from .vae import VideoVAE
+from ..samplers.vp import vp_alphas_cumprod
+
+CONFIG_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+ATTENTIONS = ("sdpa", "xformers")
+MOTION_FOLDER = "animatediff_models"
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class Precision:
+    unet: torch.dtype
+    text: torch.dtype
+    vae: torch.dtype
+
+
+def resolve_precision(precision: str, device: torch.device) -> Precision:
+    """``auto``: fp32 on CPU; on CUDA the UNet and text encoder in fp16 and the VAE in bf16 where
+    supported (fp16 SD VAEs overflow), else fp32. An explicit choice applies to all three."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        if device.type != "cuda":
+            return Precision(torch.float32, torch.float32, torch.float32)
+        vae = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return Precision(torch.float16, torch.float16, vae)
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 does not run on the CPU; choose fp32 (or bf16)")
+    d = _DTYPES[precision]
+    return Precision(d, d, d)
+
+
+def read_json(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise CheckpointError(f"missing config file '{path}'")
+    with open(path) as f:
+        return json.load(f)
+
+
+def _build(cls, config: dict):
+    with empty_params():
+        return cls.from_config(config)
+
+
+# ---------------------------------------------------------------- components
+
+def build_text_encoder(config_dir: str):
+    from transformers import CLIPTextConfig, CLIPTextModel
+    cfg = CLIPTextConfig.from_dict(read_json(os.path.join(config_dir, "config.json")))
+    with empty_params():
+        return CLIPTextModel(cfg)
+
+
+def load_tokenizer(folders: list[Optional[str]], what: str):
+    """A CLIP tokenizer from the first folder that has one (vocab.json + merges.txt, or tokenizer.json)."""
+    from transformers import CLIPTokenizer
+    for folder in folders:
+        if folder and os.path.isdir(folder) and any(
+                os.path.isfile(os.path.join(folder, f)) for f in ("vocab.json", "tokenizer.json")):
+            return CLIPTokenizer.from_pretrained(folder, local_files_only=True, model_max_length=77)
+    searched = "\n  ".join(f for f in folders if f) or "(none)"
+    raise CheckpointError(
+        f"{what}: no CLIP tokenizer found. A single-file SD1.5 checkpoint carries none; inside ComfyUI the pack "
+        f"uses ComfyUI's own comfy/sd1_tokenizer. Otherwise put the tokenizer files (vocab.json and merges.txt, "
+        f"or tokenizer.json) in one of:\n  {searched}")
+
+
+def make_vae(vae: torch.nn.Module, config: dict) -> VideoVAE:
+    """Frame-sliced decoding always; spatial tiling too, which only acts on frames larger than the
+    VAE's native size (512 px for SD's), so native-size results are unchanged."""
+    vae.enable_tiling()
+    return VideoVAE(vae, config.get("scaling_factor", 0.18215))
+
+
+def _strip_text_model(key: str) -> str:
+    return key[len("text_model."):] if key.startswith("text_model.") else key
+
+
+def detect_sd_file(sd: dict, name: str, text_dim: int = 768) -> None:
+    """Refuse files that are not SD1.x single-file checkpoints, saying what they look like."""
+    keys = list(sd)
+    if not any(k.startswith(convert.UNET_PREFIX) for k in keys):
+        if any(".motion_modules." in k for k in keys):
+            raise CheckpointError(
+                f"'{name}' is an AnimateDiff motion module, not a base model: choose it as the motion module "
+                f"(models/{MOTION_FOLDER}/) and an SD1.5 checkpoint as the base")
+        if any(k.startswith("conditioner.") for k in keys):
+            raise CheckpointError(f"'{name}' looks like an SDXL checkpoint; AnimateDiff v2/v3 need an SD1.5 base")
+        raise CheckpointError(f"'{name}' is not an SD1.5 checkpoint: it has no '{convert.UNET_PREFIX}*' keys")
+    k = convert.UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    if k in sd and sd[k].shape[-1] != text_dim:
+        raise CheckpointError(f"'{name}' has cross-attention width {sd[k].shape[-1]} (SD2.x has 1024); AnimateDiff "
+                              f"v2/v3 need an SD1.5 base ({text_dim})")
+
+
+def split_sd_file(sd: dict, name: str) -> tuple[dict, dict, dict]:
+    """UNet, VAE and text-encoder tensors of an SD1.x file, prefixes removed; anything that is in none of
+    them and not on the documented ignore-list is an error."""
+    import re
+    parts = ({}, {}, {})
+    stray = []
+    ignored = [re.compile(p) for p in convert.SD_IGNORED]
+    for k, v in sd.items():
+        for i, prefix in enumerate(convert.SD_PREFIXES):
+            if k.startswith(prefix):
+                parts[i][k[len(prefix):]] = v
+                break
+        else:
+            if not any(p.search(k) for p in ignored):
+                stray.append(k)
+    if stray:
+        raise CheckpointError(f"'{name}': {len(stray)} unexpected keys outside the UNet, VAE and text encoder: "
+                              f"{', '.join(sorted(stray)[:12])}")
+    return parts
+
+
+def load_motion_module(target: torch.nn.Module, path: str) -> dict:
+    """Strictly match a motion-module file (original AnimateDiff or diffusers layout) onto the motion
+    keys of ``target`` (a ``MotionAdapter`` or a ``UNetMotionModel``). Returns ``{model_key: tensor}``."""
+    name = os.path.basename(path)
+    sd = read_state_dict(path)
+    if any(k.startswith(convert.SD_PREFIXES) for k in sd):
+        raise CheckpointError(f"'{name}' is a full SD checkpoint, not a motion module: choose it as the base model")
+    if not any(".motion_modules." in k for k in sd):
+        raise CheckpointError(f"'{name}' is not an AnimateDiff motion module: it has no '*.motion_modules.*' keys")
+    motion_keys = [k for k in target.state_dict() if ".motion_modules." in k]
+    original = any(".temporal_transformer." in k for k in sd)
+    rename = convert.invert(convert.motion_key_map(), motion_keys) if original else (
+        lambda k: k if k in set(motion_keys) else None)
+    return match_state_dict(target, sd, f"motion module '{name}'", rename,
+                            ignore_file=convert.MOTION_IGNORED,
+                            optional_model=(r"^(?!.*\.motion_modules\.)",) + convert.MOTION_OPTIONAL)
+
+
+def _file_shapes(path: str) -> dict[str, tuple]:
+    """Key → shape of a checkpoint, without reading tensors where the format allows (safetensors)."""
+    if path.lower().endswith((".safetensors", ".sft")):
+        from safetensors import safe_open
+        try:
+            with safe_open(path, "pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception:
+            pass    # read_state_dict below raises the clear error
+    return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+
+
+def motion_config_for(path: str, config_root: str) -> dict:
+    """The adapter config of a motion-module file: the shipped v2 (with a mid-block module) or v3
+    config, with what the file's shapes determine read from them — widths per level, modules per level,
+    the positional table's length (v1 modules use 24 frames, v2/v3 32). Heads and norm groups, which
+    shapes do not show, come from the shipped config."""
+    shapes = _file_shapes(path)
+    version = "v2" if any(k.startswith("mid_block.motion_modules.") for k in shapes) else "v3"
+    cfg = read_json(os.path.join(config_root, "animatediff", f"motion_adapter_{version}", "config.json"))
+    widths, per_level = [], 0
+    for i in range(16):
+        proj = [v for k, v in shapes.items() if k.startswith(f"down_blocks.{i}.motion_modules.") and k.endswith(
+            ".proj_in.weight")]
+        if not proj:
+            break
+        widths.append(proj[0][0])
+        per_level = max(per_level, len(proj))
+    pe = [v for k, v in shapes.items() if k.endswith((".pos_encoder.pe", ".pos_embed.pe"))]
+    if widths:
+        cfg = dict(cfg, block_out_channels=widths, motion_layers_per_block=per_level)
+    if pe:
+        cfg["motion_max_seq_length"] = pe[0][1]
+    return cfg
+
+
+# ---------------------------------------------------------------- whole models
+
+def _alphas_from_scheduler(cfg: dict) -> tuple[torch.Tensor, str, ScheduleDefaults]:
+    ac = vp_alphas_cumprod(cfg.get("beta_schedule", "linear"), cfg.get("beta_start", 0.00085),
+                           cfg.get("beta_end", 0.012), cfg.get("num_train_timesteps", 1000))
+    schedule = ScheduleDefaults(cfg.get("timestep_spacing", "leading"), int(cfg.get("steps_offset", 0)),
+                                "zero" if cfg.get("set_alpha_to_one", True) else "sigma_min")
+    return ac, cfg.get("prediction_type", "epsilon"), schedule
+
+
+def _sd_base(base: str, config_root: str, prec: Precision):
+    """UNet2D (meta, with its matched weights), VAE, text encoder and tokenizer of an SD1.5 base."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    name = os.path.basename(base.rstrip(os.sep))
+    if os.path.isdir(base):
+        cfg_dir = base
+        unet_sd = read_folder_weights(os.path.join(base, "unet"), "diffusion_pytorch_model")
+        vae_sd = read_folder_weights(os.path.join(base, "vae"), "diffusion_pytorch_model")
+        text_sd = read_folder_weights(os.path.join(base, "text_encoder"), "model")
+        unet_cfg = read_json(os.path.join(base, "unet", "config.json"))
+        if unet_cfg.get("_class_name") != "UNet2DConditionModel":
+            raise CheckpointError(f"'{name}' is a {unet_cfg.get('_class_name')} folder, not an SD1.5 base")
+        unet_rename, vae_rename, text_rename = None, None, _strip_text_model
+        vae_map = None
+        tokenizer_dirs = [os.path.join(base, "tokenizer")]
+    else:
+        cfg_dir = os.path.join(config_root, "sd15")
+        sd = read_state_dict(base)
+        unet_cfg = read_json(os.path.join(cfg_dir, "unet", "config.json"))
+        detect_sd_file(sd, name, unet_cfg["cross_attention_dim"])
+        unet_sd, vae_sd, text_sd = split_sd_file(sd, name)
+        unet_rename, vae_map, text_rename = "ldm", True, None
+        tokenizer_dirs = [os.path.join(cfg_dir, "tokenizer"), host.comfy_resource_dir("sd1_tokenizer")]
+    vae_cfg = read_json(os.path.join(cfg_dir, "vae", "config.json"))
+    unet = _build(UNet2DConditionModel, unet_cfg)
+    vae = _build(AutoencoderKL, vae_cfg)
+    text = build_text_encoder(os.path.join(cfg_dir, "text_encoder"))
+    if unet_rename == "ldm":
+        unet_rename = convert.invert(convert.unet_key_map(unet_cfg), unet.state_dict())
+    if vae_map:
+        vae_rename = convert.invert(convert.vae_key_map(vae_cfg), vae.state_dict())
+    if text_rename is None:
+        text_rename = convert.invert(convert.clip_key_map(), text.state_dict())
+    unet_m = match_state_dict(unet, unet_sd, f"'{name}' UNet", unet_rename)
+    load_into(vae, match_state_dict(vae, vae_sd, f"'{name}' VAE", vae_rename, (r"^loss\.",)), prec.vae)
+    load_into(text, match_state_dict(text, text_sd, f"'{name}' text encoder", text_rename,
+                                     (r"embeddings\.position_ids$",)), prec.text)
+    tok = load_tokenizer(tokenizer_dirs, f"'{name}'")
+    return unet, unet_m, make_vae(vae, vae_cfg), TextEncoder(tok, text)
+
+
+def load_animatediff(base: str, motion_module: Optional[str], precision: str = "auto", attention: str = "sdpa",
+                     config_root: str = CONFIG_ROOT, device: Optional[torch.device] = None) -> VideoModel:
+    """SD1.5 base (file or diffusers folder) + motion module → ``CVK_VIDEO_MODEL`` on the offload device."""
+    from diffusers import MotionAdapter, UNetMotionModel
+    prec = resolve_precision(precision, device or host.torch_device())
+    if motion_module is None and os.path.isdir(os.path.join(base, "motion_adapter")):
+        motion_module = os.path.join(base, "motion_adapter", "diffusion_pytorch_model.safetensors")
+    if motion_module is None:
+        raise CheckpointError(f"'{os.path.basename(base)}' is an SD1.5 base: AnimateDiff also needs a motion module "
+                              f"(mm_sd_v15_v2 or v3_sd15_mm in models/{MOTION_FOLDER}/)")
+    unet2d, unet_m, vae, text = _sd_base(base, config_root, prec)
+    in_folder = os.path.basename(os.path.dirname(motion_module)) == "motion_adapter"
+    with file_role("motion_module"):
+        adapter_cfg = (read_json(os.path.join(os.path.dirname(motion_module), "config.json")) if in_folder
+                       else motion_config_for(motion_module, config_root))
+        adapter = _build(MotionAdapter, adapter_cfg)
+        with empty_params():
+            unet = UNetMotionModel.from_unet2d(unet2d, adapter, load_weights=False)
+        motion_m = load_motion_module(unet, motion_module)
+    load_into(unet, {**unet_m, **motion_m}, prec.unet)
+    set_attention(unet, attention)
+    sched = read_json(os.path.join(config_root, "animatediff", "scheduler", "scheduler_config.json"))
+    ac, pred, schedule = _alphas_from_scheduler(sched)
+    mm_name = "motion_adapter" if in_folder else os.path.basename(motion_module)
+    name = f"AnimateDiff {os.path.basename(base.rstrip(os.sep))} + {mm_name}"
+    return VideoModel(name, "animatediff", unet, vae, text, ac, pred, schedule, (512, 512, 16),
+                      max_frames=int(adapter_cfg.get("motion_max_seq_length", 32)))
+
+
+def load_modelscope(folder: str, precision: str = "auto", attention: str = "sdpa",
+                    device: Optional[torch.device] = None) -> VideoModel:
+    """A ModelScope / Zeroscope diffusers folder → ``CVK_VIDEO_MODEL`` on the offload device."""
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    prec = resolve_precision(precision, device or host.torch_device())
+    name = os.path.basename(folder.rstrip(os.sep))
+    unet_cfg = read_json(os.path.join(folder, "unet", "config.json"))
+    vae_cfg = read_json(os.path.join(folder, "vae", "config.json"))
+    unet = _build(UNet3DConditionModel, unet_cfg)
+    vae = _build(AutoencoderKL, vae_cfg)
+    text = build_text_encoder(os.path.join(folder, "text_encoder"))
+    load_into(unet, match_state_dict(unet, read_folder_weights(os.path.join(folder, "unet"), "diffusion_pytorch_model"),
+                                     f"'{name}' UNet"), prec.unet)
+    load_into(vae, match_state_dict(vae, read_folder_weights(os.path.join(folder, "vae"), "diffusion_pytorch_model"),
+                                    f"'{name}' VAE"), prec.vae)
+    load_into(text, match_state_dict(text, read_folder_weights(os.path.join(folder, "text_encoder"), "model"),
+                                     f"'{name}' text encoder", _strip_text_model, (r"embeddings\.position_ids$",)),
+              prec.text)
+    set_attention(unet, attention)
+    tok = load_tokenizer([os.path.join(folder, "tokenizer")], f"'{name}'")
+    ac, pred, schedule = _alphas_from_scheduler(read_json(os.path.join(folder, "scheduler", "scheduler_config.json")))
+    size = 8 * int(unet_cfg.get("sample_size", 64))
+    return VideoModel(f"ModelScope {name}", "modelscope", unet, make_vae(vae, vae_cfg),
+                      TextEncoder(tok, text), ac, pred, schedule, (size, size, 16))
+
+
+def folder_family(folder: str) -> str:
+    """``modelscope`` or ``animatediff`` (an SD1.5 base) for a diffusers folder, by its UNet class."""
+    cls = read_json(os.path.join(folder, "unet", "config.json")).get("_class_name")
+    if cls == "UNet3DConditionModel":
+        return "modelscope"
+    if cls == "UNet2DConditionModel":
+        return "animatediff"
+    raise CheckpointError(f"'{os.path.basename(folder)}': unsupported UNet class {cls!r} (expected UNet3DConditionModel "
+                          f"for ModelScope/Zeroscope, or UNet2DConditionModel for an SD1.5 base)")
+
+
+def set_attention(unet: torch.nn.Module, attention: str) -> None:
+    """SDPA (diffusers' default processors) or xformers; xformers that cannot run raises a clear error."""
+    if attention == "sdpa":
+        return
+    if attention != "xformers":
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    if not torch.cuda.is_available():
+        raise ValueError("xformers needs a CUDA GPU; choose sdpa")
+    try:
+        import xformers.ops  # noqa: F401
+        unet.enable_xformers_memory_efficient_attention()
+    except Exception as e:  # not installed, built for another torch, no kernel for this GPU ...
+        raise ValueError(f"xformers is not usable here ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                         f"choose sdpa") from None

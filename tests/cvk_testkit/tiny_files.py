@@ -1,0 +1,163 @@
+"""Tiny model FILES in the released layouts, written by tests (nothing is downloaded or committed):
+an SD1.5-layout single-file checkpoint with original LDM key names, AnimateDiff motion modules in the
+original and the diffusers layout, an SD1.5 diffusers folder, a ModelScope-style diffusers folder, and a
+tiny config root laid out like ``models/configs``.
+
+The tiny SD1.5 layout keeps SD1.5's structure (4 levels, 2 layers per block, 3 cross-attention levels,
+the 49408-token CLIP vocabulary) with tiny widths, so the same key maps apply.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import torch
+
+TINY_SD_UNET = dict(sample_size=8, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=[32, 32, 64, 64],
+                    down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+                    cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8)
+TINY_SD_VAE = dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
+                   up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[8, 8, 16, 16], layers_per_block=2,
+                   norm_num_groups=4, latent_channels=4, sample_size=64, scaling_factor=0.18215)
+TINY_SD_TEXT = dict(vocab_size=49408, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+                    max_position_embeddings=77, projection_dim=32, hidden_act="quick_gelu",
+                    bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+# heads and norm groups as in the shipped v2/v3 configs (a file's shapes do not show them)
+TINY_MOTION = dict(block_out_channels=[32, 32, 64, 64], motion_layers_per_block=2, motion_num_attention_heads=8,
+                   motion_norm_num_groups=32, motion_max_seq_length=32)
+TINY_UNET3D = dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=[32, 64], layers_per_block=1,
+                   down_block_types=["CrossAttnDownBlock3D", "DownBlock3D"], up_block_types=["UpBlock3D", "CrossAttnUpBlock3D"],
+                   cross_attention_dim=32, attention_head_dim=8, norm_num_groups=4)
+SCHEDULE_BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "posterior_variance")
+
+
+def _seeded(seed, build):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        m = build()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters():   # zero-initialised layers get values too, so every tensor is checkable
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    return m.eval()
+
+
+def tiny_sd_models(seed=0):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    unet = _seeded(seed, lambda: UNet2DConditionModel(**TINY_SD_UNET))
+    vae = _seeded(seed + 1, lambda: AutoencoderKL(**TINY_SD_VAE))
+    text = _seeded(seed + 2, lambda: CLIPTextModel(CLIPTextConfig(**TINY_SD_TEXT)))
+    return unet, vae, text
+
+
+def tiny_motion_adapter(mid_block: bool, seed=10, **overrides):
+    from diffusers import MotionAdapter
+    return _seeded(seed, lambda: MotionAdapter(**dict(TINY_MOTION, use_motion_mid_block=mid_block, **overrides)))
+
+
+def save(sd: dict, path: str) -> str:
+    sd = {k: v.contiguous() for k, v in sd.items()}
+    if path.endswith(".safetensors"):
+        from safetensors.torch import save_file
+        save_file(sd, path)
+    else:
+        torch.save(sd, path)
+    return path
+
+
+def write_sd_single_file(path: str, seed=0, extras=True):
+    """An SD1.5-layout single file in original LDM key names (UNet, VAE with 1×1-conv attention, CLIP),
+    plus, with ``extras``, the schedule buffers and old position_ids an SD file carries. Returns the models."""
+    from consistent_video_kit.models import convert
+    unet, vae, text = tiny_sd_models(seed)
+    sd = {}
+    sd.update(convert.to_original_state_dict(unet.state_dict(), convert.unet_key_map(TINY_SD_UNET), convert.UNET_PREFIX))
+    sd.update(convert.to_original_state_dict(vae.state_dict(), convert.vae_key_map(TINY_SD_VAE), convert.VAE_PREFIX,
+                                             reshape_attention_to_conv=True))
+    sd.update(convert.to_original_state_dict(text.state_dict(), convert.clip_key_map(), convert.CLIP_PREFIX))
+    if extras:
+        for name in SCHEDULE_BUFFERS:
+            sd[name] = torch.linspace(0.1, 0.9, 1000)
+        sd[convert.CLIP_PREFIX + "text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    save(sd, path)
+    return unet, vae, text
+
+
+def write_motion_module(path: str, mid_block=True, layout="original", seed=10):
+    """A motion module file; ``original`` adds the per-attention ``pos_encoder.pe`` tables the released
+    files carry. Returns the adapter."""
+    from consistent_video_kit.models import convert
+    adapter = tiny_motion_adapter(mid_block, seed)
+    sd = adapter.state_dict()
+    if layout == "original":
+        sd = {convert.motion_key_map()(k): v for k, v in sd.items() if not k.endswith(".pos_embed.pe")}
+        for k in [k for k in sd if k.endswith("attention_blocks.0.to_q.weight")]:
+            for a in (0, 1):
+                c = sd[k].shape[0]
+                sd[k.replace("attention_blocks.0.to_q.weight", f"attention_blocks.{a}.pos_encoder.pe")] = torch.randn(1, 32, c)
+    save(sd, path)
+    return adapter
+
+
+def write_tokenizer(folder: str) -> None:
+    from consistent_video_kit.models.text import char_clip_tokenizer
+    char_clip_tokenizer().save_pretrained(folder)
+
+
+def write_config_root(root: str) -> str:
+    """A config root laid out like ``models/configs``, for the tiny SD1.5 layout (+ a tokenizer, which
+    the shipped root leaves to ComfyUI)."""
+    from consistent_video_kit.models.loaders import CONFIG_ROOT
+    shutil.copytree(os.path.join(CONFIG_ROOT, "animatediff"), os.path.join(root, "animatediff"))
+    unet, vae, text = tiny_sd_models()
+    unet.save_config(os.path.join(root, "sd15", "unet"))
+    vae.save_config(os.path.join(root, "sd15", "vae"))
+    text.config.save_pretrained(os.path.join(root, "sd15", "text_encoder"))
+    write_tokenizer(os.path.join(root, "sd15", "tokenizer"))
+    return root
+
+
+def _scheduler(folder: str, beta_schedule: str) -> None:
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "scheduler_config.json"), "w") as f:
+        json.dump({"_class_name": "DDIMScheduler", "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": beta_schedule,
+                   "num_train_timesteps": 1000, "clip_sample": False, "set_alpha_to_one": False, "steps_offset": 1,
+                   "prediction_type": "epsilon", "timestep_spacing": "leading"}, f)
+
+
+def write_sd_folder(folder: str, seed=0, motion_adapter_mid_block=None):
+    """An SD1.5 diffusers folder (what ``save_pretrained`` writes), optionally with a ``motion_adapter/``."""
+    unet, vae, text = tiny_sd_models(seed)
+    unet.save_pretrained(os.path.join(folder, "unet"))
+    vae.save_pretrained(os.path.join(folder, "vae"))
+    text.save_pretrained(os.path.join(folder, "text_encoder"))
+    write_tokenizer(os.path.join(folder, "tokenizer"))
+    _scheduler(os.path.join(folder, "scheduler"), "scaled_linear")
+    with open(os.path.join(folder, "model_index.json"), "w") as f:
+        json.dump({"_class_name": "StableDiffusionPipeline"}, f)
+    adapter = None
+    if motion_adapter_mid_block is not None:
+        adapter = tiny_motion_adapter(motion_adapter_mid_block)
+        adapter.save_pretrained(os.path.join(folder, "motion_adapter"))
+    return unet, vae, text, adapter
+
+
+def write_modelscope_folder(folder: str, seed=20):
+    """A ModelScope/Zeroscope-style diffusers folder: UNet3DConditionModel, VAE, CLIP text encoder, tokenizer."""
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    unet = _seeded(seed, lambda: UNet3DConditionModel(**TINY_UNET3D))
+    vae = _seeded(seed + 1, lambda: AutoencoderKL(**TINY_SD_VAE))
+    text = _seeded(seed + 2, lambda: CLIPTextModel(CLIPTextConfig(**TINY_SD_TEXT)))
+    unet.save_pretrained(os.path.join(folder, "unet"))
+    vae.save_pretrained(os.path.join(folder, "vae"))
+    text.save_pretrained(os.path.join(folder, "text_encoder"))
+    write_tokenizer(os.path.join(folder, "tokenizer"))
+    _scheduler(os.path.join(folder, "scheduler"), "scaled_linear")
+    with open(os.path.join(folder, "model_index.json"), "w") as f:
+        json.dump({"_class_name": "TextToVideoSDPipeline"}, f)
+    return unet, vae, text

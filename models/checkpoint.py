@@ -126,6 +126,7 @@ def match_state_dict(model: torch.nn.Module, file_sd: dict[str, torch.Tensor], w
                 t = t.reshape(want)   # attention projections stored as 1×1 convs (or vice versa)
             else:
                 bad_shape.append(f"{fk} {tuple(t.shape)} vs model {want}")
+                out[mk] = None   # present, but unusable: reported as a mismatch, not as missing
                 continue
         out[mk] = t
     missing = [k for k in model_shapes if k not in out and not any(p.search(k) for p in opt)]

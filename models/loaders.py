@@ -143,48 +143,34 @@ def split_sd_file(sd: dict, name: str) -> tuple[dict, dict, dict]:
     return parts
 
 
-def load_motion_module(target: torch.nn.Module, path: str) -> dict:
-    """Strictly match a motion-module file (original AnimateDiff or diffusers layout) onto the motion
+def match_motion_module(target: torch.nn.Module, sd: dict, name: str) -> dict:
+    """Strictly match motion-module tensors (original AnimateDiff or diffusers layout) onto the motion
     keys of ``target`` (a ``MotionAdapter`` or a ``UNetMotionModel``). Returns ``{model_key: tensor}``."""
-    name = os.path.basename(path)
-    sd = read_state_dict(path)
     if any(k.startswith(convert.SD_PREFIXES) for k in sd):
         raise CheckpointError(f"'{name}' is a full SD checkpoint, not a motion module: choose it as the base model")
     if not any(".motion_modules." in k for k in sd):
         raise CheckpointError(f"'{name}' is not an AnimateDiff motion module: it has no '*.motion_modules.*' keys")
     motion_keys = [k for k in target.state_dict() if ".motion_modules." in k]
-    original = any(".temporal_transformer." in k for k in sd)
-    rename = convert.invert(convert.motion_key_map(), motion_keys) if original else (
-        lambda k: k if k in set(motion_keys) else None)
-    return match_state_dict(target, sd, f"motion module '{name}'", rename,
-                            ignore_file=convert.MOTION_IGNORED,
+    if any(".temporal_transformer." in k for k in sd):   # original layout
+        rename = convert.invert(convert.motion_key_map(), motion_keys)
+    else:
+        known = set(motion_keys)
+        rename = lambda k: k if k in known else None  # noqa: E731
+    return match_state_dict(target, sd, f"motion module '{name}'", rename, ignore_file=convert.MOTION_IGNORED,
                             optional_model=(r"^(?!.*\.motion_modules\.)",) + convert.MOTION_OPTIONAL)
 
 
-def _file_shapes(path: str) -> dict[str, tuple]:
-    """Key → shape of a checkpoint, without reading tensors where the format allows (safetensors)."""
-    if path.lower().endswith((".safetensors", ".sft")):
-        from safetensors import safe_open
-        try:
-            with safe_open(path, "pt") as f:
-                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        except Exception:
-            pass    # read_state_dict below raises the clear error
-    return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
-
-
-def motion_config_for(path: str, config_root: str) -> dict:
-    """The adapter config of a motion-module file: the shipped v2 (with a mid-block module) or v3
-    config, with what the file's shapes determine read from them — widths per level, modules per level,
-    the positional table's length (v1 modules use 24 frames, v2/v3 32). Heads and norm groups, which
-    shapes do not show, come from the shipped config."""
-    shapes = _file_shapes(path)
+def motion_config(shapes: dict[str, tuple], config_root: str) -> dict:
+    """The adapter config of a motion module with these key → shape entries: the shipped v2 (with a
+    mid-block module) or v3 config, with what the shapes determine read from them — widths per level,
+    modules per level, the positional table's length (v1 modules use 24 frames, v2/v3 32). Heads and
+    norm groups, which shapes do not show, come from the shipped config."""
     version = "v2" if any(k.startswith("mid_block.motion_modules.") for k in shapes) else "v3"
     cfg = read_json(os.path.join(config_root, "animatediff", f"motion_adapter_{version}", "config.json"))
     widths, per_level = [], 0
     for i in range(16):
-        proj = [v for k, v in shapes.items() if k.startswith(f"down_blocks.{i}.motion_modules.") and k.endswith(
-            ".proj_in.weight")]
+        proj = [v for k, v in shapes.items()
+                if k.startswith(f"down_blocks.{i}.motion_modules.") and k.endswith(".proj_in.weight")]
         if not proj:
             break
         widths.append(proj[0][0])
@@ -253,20 +239,23 @@ def load_animatediff(base: str, motion_module: Optional[str], precision: str = "
     """SD1.5 base (file or diffusers folder) + motion module → ``CVK_VIDEO_MODEL`` on the offload device."""
     from diffusers import MotionAdapter, UNetMotionModel
     prec = resolve_precision(precision, device or host.torch_device())
+    unet2d, unet_m, vae, text = _sd_base(base, config_root, prec)
     if motion_module is None and os.path.isdir(os.path.join(base, "motion_adapter")):
         motion_module = os.path.join(base, "motion_adapter", "diffusion_pytorch_model.safetensors")
     if motion_module is None:
-        raise CheckpointError(f"'{os.path.basename(base)}' is an SD1.5 base: AnimateDiff also needs a motion module "
+        err = CheckpointError(f"'{os.path.basename(base)}' is an SD1.5 base: AnimateDiff also needs a motion module "
                               f"(mm_sd_v15_v2 or v3_sd15_mm in models/{MOTION_FOLDER}/)")
-    unet2d, unet_m, vae, text = _sd_base(base, config_root, prec)
+        err.role = "motion_module"
+        raise err
     in_folder = os.path.basename(os.path.dirname(motion_module)) == "motion_adapter"
     with file_role("motion_module"):
+        mm_sd = read_state_dict(motion_module)
         adapter_cfg = (read_json(os.path.join(os.path.dirname(motion_module), "config.json")) if in_folder
-                       else motion_config_for(motion_module, config_root))
+                       else motion_config({k: tuple(v.shape) for k, v in mm_sd.items()}, config_root))
         adapter = _build(MotionAdapter, adapter_cfg)
         with empty_params():
             unet = UNetMotionModel.from_unet2d(unet2d, adapter, load_weights=False)
-        motion_m = load_motion_module(unet, motion_module)
+        motion_m = match_motion_module(unet, mm_sd, os.path.basename(motion_module))
     load_into(unet, {**unet_m, **motion_m}, prec.unet)
     set_attention(unet, attention)
     sched = read_json(os.path.join(config_root, "animatediff", "scheduler", "scheduler_config.json"))

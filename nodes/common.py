@@ -14,9 +14,12 @@ VIDEO_MODEL = VideoModel.TYPE
 class CVKInputError(ValueError):
     """Bad node input: names the node, the input, the value given and what was expected."""
 
-    def __init__(self, node: str, name: str, value, expected: str):
+    def __init__(self, node: str, name: str, value, expected: str | None = None, problem: str | None = None):
+        """Say what was ``expected``, or (for a value that was the right kind but did not work, such as a
+        model file) what the ``problem`` with it is."""
         shown = repr(value) if isinstance(value, (int, float, str, bool, type(None))) else _describe(value)
-        super().__init__(f"{node}: input '{name}' got {shown}; expected {expected}.")
+        tail = f"; expected {expected}." if problem is None else f": {problem.rstrip('.')}."
+        super().__init__(f"{node}: input '{name}' got {shown}{tail}")
         self.node, self.input, self.value = node, name, value
 
 

@@ -67,7 +67,7 @@ def load_video_model(node: str, choice: str, motion_module: str = NONE, precisio
             try:
                 motion = host.find_model(MOTION_FOLDER, motion_module)
             except host.ModelFileNotFound as e:
-                raise CVKInputError(node, "motion_module", motion_module, str(e)) from None
+                raise CVKInputError(node, "motion_module", motion_module, problem=str(e)) from None
         if kind == "diffusers" and folder_family(path) == "modelscope":
             if motion is not None:
                 raise CVKInputError(node, "motion_module", motion_module,
@@ -75,13 +75,15 @@ def load_video_model(node: str, choice: str, motion_module: str = NONE, precisio
             return load_modelscope(path, precision, attention)
         return load_animatediff(path, motion, precision, attention)
     except host.ModelFileNotFound as e:
-        raise CVKInputError(node, "model_name", choice, str(e)) from None
+        raise CVKInputError(node, "model_name", choice, problem=str(e)) from None
     except CheckpointError as e:
         field = "motion_module" if e.role == "motion_module" else "model_name"
-        raise CVKInputError(node, field, motion_module if field == "motion_module" else choice, str(e)) from None
+        raise CVKInputError(node, field, motion_module if field == "motion_module" else choice, problem=str(e)) from None
+    except CVKInputError:
+        raise
     except ValueError as e:  # precision or attention that cannot run here
         raise CVKInputError(node, "attention" if "xformers" in str(e) else "precision",
-                            attention if "xformers" in str(e) else precision, str(e)) from None
+                            attention if "xformers" in str(e) else precision, problem=str(e)) from None
 
 
 class CVK_VideoModelLoader:

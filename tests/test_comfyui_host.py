@@ -21,6 +21,7 @@ import uuid
 import pytest
 
 from cvk_testkit import ROOT
+from cvk_testkit import tiny_files as tf
 
 COMFY = os.environ.get("COMFYUI_PATH")
 pytestmark = [pytest.mark.comfyui,
@@ -44,6 +45,13 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("comfy")
     for sub in ("output", "temp", "user"):
         (tmp / sub).mkdir()
+    models = tmp / "models"
+    tf.write_sd_folder(str(models / "diffusers" / "tiny_sd15"))
+    tf.write_modelscope_folder(str(models / "diffusers" / "tiny_zeroscope"))
+    (models / "animatediff_models").mkdir()
+    tf.write_motion_module(str(models / "animatediff_models" / "tiny_mm_v2.ckpt"), mid_block=True)
+    (tmp / "extra_model_paths.yaml").write_text(
+        f"cvk_test:\n    base_path: {models}\n    diffusers: diffusers\n    animatediff_models: animatediff_models\n")
     link = os.path.join(COMFY, "custom_nodes", FOLDER)
     if os.path.lexists(link):
         os.remove(link)
@@ -56,7 +64,8 @@ def server(tmp_path_factory):
     proc = subprocess.Popen(
         [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1", "--port",
          str(port), "--disable-api-nodes", "--output-directory", str(tmp / "output"), "--temp-directory",
-         str(tmp / "temp"), "--user-directory", str(tmp / "user")],
+         str(tmp / "temp"), "--user-directory", str(tmp / "user"),
+         "--extra-model-paths-config", str(tmp / "extra_model_paths.yaml")],
         cwd=COMFY, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -90,6 +99,23 @@ def test_pack_loads_and_every_node_is_listed(server, pack):
     assert any(e.endswith("/cvk.js") for e in _get(base, "/extensions"))
 
 
+def run_prompt(base, tmp, prompt):
+    """Queue an API prompt, wait for it, return the saved image entries (asserting success)."""
+    req = urllib.request.Request(base + "/prompt", data=json.dumps({"prompt": prompt, "client_id": str(uuid.uuid4())}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    pid = json.load(urllib.request.urlopen(req, timeout=30))["prompt_id"]
+    for _ in range(1200):
+        hist = _get(base, f"/history/{pid}")
+        if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
+            break
+        time.sleep(0.25)
+    entry = hist[pid]
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:]
+    images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+    assert images and all((tmp / "output" / i["subfolder"] / i["filename"]).exists() for i in images)
+    return images
+
+
 def test_example_workflows_are_templates_and_run(server):
     base, tmp = server
     templates = _get(base, "/workflow_templates")
@@ -97,16 +123,19 @@ def test_example_workflows_are_templates_and_run(server):
     assert sorted(templates[FOLDER]) == names
     for name in names:
         with open(os.path.join(ROOT, "tests", "workflows", name + "_api.json")) as f:
-            prompt = json.load(f)
-        req = urllib.request.Request(base + "/prompt", data=json.dumps({"prompt": prompt, "client_id": str(uuid.uuid4())}).encode(),
-                                     headers={"Content-Type": "application/json"})
-        pid = json.load(urllib.request.urlopen(req, timeout=30))["prompt_id"]
-        for _ in range(1200):
-            hist = _get(base, f"/history/{pid}")
-            if pid in hist and hist[pid].get("status", {}).get("completed") is not None:
-                break
-            time.sleep(0.25)
-        entry = hist[pid]
-        assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:]
-        images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
-        assert images and all((tmp / "output" / i["subfolder"] / i["filename"]).exists() for i in images)
+            run_prompt(base, tmp, json.load(f))
+
+
+def test_loader_lists_and_loads_files_from_comfyui_model_folders(server):
+    base, tmp = server
+    spec = _get(base, "/object_info/CVK_VideoModelLoader")["CVK_VideoModelLoader"]["input"]
+    assert {"diffusers/tiny_sd15", "diffusers/tiny_zeroscope"} <= set(spec["required"]["model_name"][0])
+    assert "tiny_mm_v2.ckpt" in spec["optional"]["motion_module"][0]
+    for i, (model, mm) in enumerate((("diffusers/tiny_sd15", "tiny_mm_v2.ckpt"), ("diffusers/tiny_zeroscope", "none"))):
+        prompt = {"1": {"class_type": "CVK_VideoModelLoader", "inputs": {"model_name": model, "motion_module": mm}},
+                  "2": {"class_type": "CVK_TextToVideo", "inputs": {
+                      "model": ["1", 0], "prompt": "a cat", "negative_prompt": "", "seed": i, "steps": 2, "guidance": "cfg",
+                      "guidance_scale": 7.5, "sampler": "ddim", "eta": 0.0, "frames": 3, "width": 64, "height": 64}},
+                  "3": {"class_type": "CVK_DecodeVideo", "inputs": {"model": ["1", 0], "latent": ["2", 0], "frames_per_batch": 8}},
+                  "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": f"cvk_files_{i}"}}}
+        assert len(run_prompt(base, tmp, prompt)) == 3

@@ -317,3 +317,15 @@ def test_strict_match_reshapes_only_equal_size_projections():
     assert got["weight"].shape == (4, 4)
     with pytest.raises(CheckpointError, match=r"weight \(4, 2, 1, 1\) vs model \(4, 4\)"):
         match_state_dict(lin, {"weight": torch.ones(4, 2, 1, 1)}, "t")
+
+
+def test_bf16_on_cpu_runs(tmp_path):
+    """An explicit precision reaches every part; sampling state stays float32 between steps."""
+    tf.write_modelscope_folder(str(tmp_path / "zs"))
+    m = loaders.load_modelscope(str(tmp_path / "zs"), precision="bf16", device=torch.device("cpu"))
+    assert {p.dtype for p in m.unet.parameters()} == {torch.bfloat16}
+    assert next(m.vae.vae.parameters()).dtype == torch.bfloat16 and next(m.text.model.parameters()).dtype == torch.bfloat16
+    (lat,) = CVK_TextToVideo().generate(m, **T2V)
+    assert lat["samples"].dtype == torch.float32
+    (img,) = CVK_DecodeVideo().decode(m, lat, 8)
+    assert img.dtype == torch.float32 and torch.isfinite(img).all()

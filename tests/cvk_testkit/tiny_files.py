@@ -129,16 +129,21 @@ def _scheduler(folder: str, beta_schedule: str) -> None:
                    "prediction_type": "epsilon", "timestep_spacing": "leading"}, f)
 
 
-def write_sd_folder(folder: str, seed=0, motion_adapter_mid_block=None):
-    """An SD1.5 diffusers folder (what ``save_pretrained`` writes), optionally with a ``motion_adapter/``."""
-    unet, vae, text = tiny_sd_models(seed)
+def _write_folder(folder: str, unet, vae, text, pipeline: str) -> None:
+    """What ``save_pretrained`` of a diffusers pipeline writes: one sub-folder per component."""
     unet.save_pretrained(os.path.join(folder, "unet"))
     vae.save_pretrained(os.path.join(folder, "vae"))
     text.save_pretrained(os.path.join(folder, "text_encoder"))
     write_tokenizer(os.path.join(folder, "tokenizer"))
     _scheduler(os.path.join(folder, "scheduler"), "scaled_linear")
     with open(os.path.join(folder, "model_index.json"), "w") as f:
-        json.dump({"_class_name": "StableDiffusionPipeline"}, f)
+        json.dump({"_class_name": pipeline}, f)
+
+
+def write_sd_folder(folder: str, seed=0, motion_adapter_mid_block=None):
+    """An SD1.5 diffusers folder, optionally with a ``motion_adapter/``."""
+    unet, vae, text = tiny_sd_models(seed)
+    _write_folder(folder, unet, vae, text, "StableDiffusionPipeline")
     adapter = None
     if motion_adapter_mid_block is not None:
         adapter = tiny_motion_adapter(motion_adapter_mid_block)
@@ -153,11 +158,5 @@ def write_modelscope_folder(folder: str, seed=20):
     unet = _seeded(seed, lambda: UNet3DConditionModel(**TINY_UNET3D))
     vae = _seeded(seed + 1, lambda: AutoencoderKL(**TINY_SD_VAE))
     text = _seeded(seed + 2, lambda: CLIPTextModel(CLIPTextConfig(**TINY_SD_TEXT)))
-    unet.save_pretrained(os.path.join(folder, "unet"))
-    vae.save_pretrained(os.path.join(folder, "vae"))
-    text.save_pretrained(os.path.join(folder, "text_encoder"))
-    write_tokenizer(os.path.join(folder, "tokenizer"))
-    _scheduler(os.path.join(folder, "scheduler"), "scaled_linear")
-    with open(os.path.join(folder, "model_index.json"), "w") as f:
-        json.dump({"_class_name": "TextToVideoSDPipeline"}, f)
+    _write_folder(folder, unet, vae, text, "TextToVideoSDPipeline")
     return unet, vae, text

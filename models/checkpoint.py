@@ -82,6 +82,18 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     return {k: v for k, v in sd.items() if torch.is_tensor(v)}
 
 
+def read_shapes(path: str) -> dict[str, tuple]:
+    """Key → shape of a checkpoint file; for safetensors from the header alone (no tensor is read)."""
+    if path.lower().endswith(SAFE_EXTS):
+        from safetensors import safe_open
+        try:
+            with safe_open(path, "pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception:
+            pass   # read_state_dict raises the clear error
+    return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+
+
 def read_folder_weights(folder: str, stem: str) -> dict[str, torch.Tensor]:
     """Weights of one diffusers / transformers component folder: ``<stem>.safetensors``, a sharded
     ``<stem>.safetensors.index.json``, or the pickled ``<stem>.bin``."""

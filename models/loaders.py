@@ -24,7 +24,7 @@ from .. import host
 from . import convert
 from .bundle import ScheduleDefaults, VideoModel
 from .checkpoint import (CheckpointError, empty_params, file_role, load_into, match_state_dict, read_folder_weights,
-                         read_state_dict)
+                         read_shapes, read_state_dict)
 from .text import TextEncoder
 from .vae import VideoVAE
 from ..samplers.vp import vp_alphas_cumprod
@@ -105,9 +105,9 @@ def _strip_text_model(key: str) -> str:
     return key[len("text_model."):] if key.startswith("text_model.") else key
 
 
-def detect_sd_file(sd: dict, name: str, text_dim: int = 768) -> None:
-    """Refuse files that are not SD1.x single-file checkpoints, saying what they look like."""
-    keys = list(sd)
+def detect_sd_file(shapes: dict[str, tuple], name: str, text_dim: int = 768) -> None:
+    """Refuse files that are not SD1.x single-file checkpoints (key → shape), saying what they look like."""
+    keys = list(shapes)
     if not any(k.startswith(convert.UNET_PREFIX) for k in keys):
         if any(".motion_modules." in k for k in keys):
             raise CheckpointError(
@@ -117,8 +117,8 @@ def detect_sd_file(sd: dict, name: str, text_dim: int = 768) -> None:
             raise CheckpointError(f"'{name}' looks like an SDXL checkpoint; AnimateDiff v2/v3 need an SD1.5 base")
         raise CheckpointError(f"'{name}' is not an SD1.5 checkpoint: it has no '{convert.UNET_PREFIX}*' keys")
     k = convert.UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
-    if k in sd and sd[k].shape[-1] != text_dim:
-        raise CheckpointError(f"'{name}' has cross-attention width {sd[k].shape[-1]} (SD2.x has 1024); AnimateDiff "
+    if k in shapes and shapes[k][-1] != text_dim:
+        raise CheckpointError(f"'{name}' has cross-attention width {shapes[k][-1]} (SD2.x has 1024); AnimateDiff "
                               f"v2/v3 need an SD1.5 base ({text_dim})")
 
 
@@ -194,37 +194,33 @@ def _alphas_from_scheduler(cfg: dict) -> tuple[torch.Tensor, str, ScheduleDefaul
 
 
 def _sd_base(base: str, config_root: str, prec: Precision):
-    """UNet2D (meta, with its matched weights), VAE, text encoder and tokenizer of an SD1.5 base."""
+    """UNet2D (meta, with its matched weights), VAE, text encoder and tokenizer of an SD1.5 base: a
+    diffusers folder (its own configs and key names) or a single file (shipped configs, LDM key names)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     name = os.path.basename(base.rstrip(os.sep))
-    if os.path.isdir(base):
-        cfg_dir = base
+    folder = os.path.isdir(base)
+    cfg_dir = base if folder else os.path.join(config_root, "sd15")
+    unet_cfg = read_json(os.path.join(cfg_dir, "unet", "config.json"))
+    vae_cfg = read_json(os.path.join(cfg_dir, "vae", "config.json"))
+    if folder:
+        if unet_cfg.get("_class_name") != "UNet2DConditionModel":
+            raise CheckpointError(f"'{name}' is a {unet_cfg.get('_class_name')} folder, not an SD1.5 base")
         unet_sd = read_folder_weights(os.path.join(base, "unet"), "diffusion_pytorch_model")
         vae_sd = read_folder_weights(os.path.join(base, "vae"), "diffusion_pytorch_model")
         text_sd = read_folder_weights(os.path.join(base, "text_encoder"), "model")
-        unet_cfg = read_json(os.path.join(base, "unet", "config.json"))
-        if unet_cfg.get("_class_name") != "UNet2DConditionModel":
-            raise CheckpointError(f"'{name}' is a {unet_cfg.get('_class_name')} folder, not an SD1.5 base")
-        unet_rename, vae_rename, text_rename = None, None, _strip_text_model
-        vae_map = None
         tokenizer_dirs = [os.path.join(base, "tokenizer")]
     else:
-        cfg_dir = os.path.join(config_root, "sd15")
-        sd = read_state_dict(base)
-        unet_cfg = read_json(os.path.join(cfg_dir, "unet", "config.json"))
-        detect_sd_file(sd, name, unet_cfg["cross_attention_dim"])
-        unet_sd, vae_sd, text_sd = split_sd_file(sd, name)
-        unet_rename, vae_map, text_rename = "ldm", True, None
+        detect_sd_file(read_shapes(base), name, unet_cfg["cross_attention_dim"])
+        unet_sd, vae_sd, text_sd = split_sd_file(read_state_dict(base), name)
         tokenizer_dirs = [os.path.join(cfg_dir, "tokenizer"), host.comfy_resource_dir("sd1_tokenizer")]
-    vae_cfg = read_json(os.path.join(cfg_dir, "vae", "config.json"))
     unet = _build(UNet2DConditionModel, unet_cfg)
     vae = _build(AutoencoderKL, vae_cfg)
     text = build_text_encoder(os.path.join(cfg_dir, "text_encoder"))
-    if unet_rename == "ldm":
+    if folder:
+        unet_rename, vae_rename, text_rename = None, None, _strip_text_model
+    else:
         unet_rename = convert.invert(convert.unet_key_map(unet_cfg), unet.state_dict())
-    if vae_map:
         vae_rename = convert.invert(convert.vae_key_map(vae_cfg), vae.state_dict())
-    if text_rename is None:
         text_rename = convert.invert(convert.clip_key_map(), text.state_dict())
     unet_m = match_state_dict(unet, unet_sd, f"'{name}' UNet", unet_rename)
     load_into(vae, match_state_dict(vae, vae_sd, f"'{name}' VAE", vae_rename, (r"^loss\.",)), prec.vae)
@@ -239,14 +235,16 @@ def load_animatediff(base: str, motion_module: Optional[str], precision: str = "
     """SD1.5 base (file or diffusers folder) + motion module → ``CVK_VIDEO_MODEL`` on the offload device."""
     from diffusers import MotionAdapter, UNetMotionModel
     prec = resolve_precision(precision, device or host.torch_device())
-    unet2d, unet_m, vae, text = _sd_base(base, config_root, prec)
     if motion_module is None and os.path.isdir(os.path.join(base, "motion_adapter")):
         motion_module = os.path.join(base, "motion_adapter", "diffusion_pytorch_model.safetensors")
-    if motion_module is None:
+    if motion_module is None:   # say so before reading gigabytes, once the base is known to be one
+        if not os.path.isdir(base):
+            detect_sd_file(read_shapes(base), os.path.basename(base))
         err = CheckpointError(f"'{os.path.basename(base)}' is an SD1.5 base: AnimateDiff also needs a motion module "
                               f"(mm_sd_v15_v2 or v3_sd15_mm in models/{MOTION_FOLDER}/)")
         err.role = "motion_module"
         raise err
+    unet2d, unet_m, vae, text = _sd_base(base, config_root, prec)
     in_folder = os.path.basename(os.path.dirname(motion_module)) == "motion_adapter"
     with file_role("motion_module"):
         mm_sd = read_state_dict(motion_module)

@@ -10,7 +10,7 @@ import torch
 from cvk_testkit import ROOT
 from cvk_testkit import tiny_files as tf
 from consistent_video_kit.models import convert, loaders
-from consistent_video_kit.models.checkpoint import CheckpointError, match_state_dict, read_state_dict
+from consistent_video_kit.models.checkpoint import CheckpointError, match_state_dict, read_shapes, read_state_dict
 from consistent_video_kit.nodes.common import CVKInputError
 from consistent_video_kit.nodes.video import CVK_DecodeVideo, CVK_TextToVideo, CVK_VideoModelLoader
 
@@ -243,8 +243,8 @@ def test_pickle_that_needs_code_execution_is_refused(tmp_path):
 def test_sdxl_and_sd2_files_are_told_apart(tmp_path):
     tf.save({"conditioner.embedders.0.x": torch.zeros(1), "first_stage_model.y": torch.zeros(1)}, str(tmp_path / "xl.safetensors"))
     with pytest.raises(CheckpointError, match="looks like an SDXL checkpoint"):
-        loaders.detect_sd_file(read_state_dict(str(tmp_path / "xl.safetensors")), "xl.safetensors")
-    sd2 = {convert.UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": torch.zeros(320, 1024)}
+        loaders.detect_sd_file(read_shapes(str(tmp_path / "xl.safetensors")), "xl.safetensors")
+    sd2 = {convert.UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}
     with pytest.raises(CheckpointError, match="cross-attention width 1024"):
         loaders.detect_sd_file(sd2, "sd2.safetensors")
 
@@ -329,3 +329,12 @@ def test_bf16_on_cpu_runs(tmp_path):
     assert lat["samples"].dtype == torch.float32
     (img,) = CVK_DecodeVideo().decode(m, lat, 8)
     assert img.dtype == torch.float32 and torch.isfinite(img).all()
+
+
+def test_missing_motion_module_is_reported_before_weights_are_read(files, monkeypatch):
+    def no_reading(path):
+        raise AssertionError(f"read {path}")
+    monkeypatch.setattr(loaders, "read_state_dict", no_reading)
+    with pytest.raises(CheckpointError, match="is an SD1.5 base: AnimateDiff also needs a motion module") as e:
+        loaders.load_animatediff(str(files["dir"] / "sd.safetensors"), None, config_root=files["root"])
+    assert e.value.role == "motion_module"

@@ -239,7 +239,8 @@ def load_animatediff(base: str, motion_module: Optional[str], precision: str = "
         motion_module = os.path.join(base, "motion_adapter", "diffusion_pytorch_model.safetensors")
     if motion_module is None:   # say so before reading gigabytes, once the base is known to be one
         if not os.path.isdir(base):
-            detect_sd_file(read_shapes(base), os.path.basename(base))
+            width = read_json(os.path.join(config_root, "sd15", "unet", "config.json"))["cross_attention_dim"]
+            detect_sd_file(read_shapes(base), os.path.basename(base), width)
         err = CheckpointError(f"'{os.path.basename(base)}' is an SD1.5 base: AnimateDiff also needs a motion module "
                               f"(mm_sd_v15_v2 or v3_sd15_mm in models/{MOTION_FOLDER}/)")
         err.role = "motion_module"

@@ -23,7 +23,7 @@ SAMPLERS = ("ddim", "ddpm")
 
 def ancestral_step(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
     """(σ_down, σ_up) of one DDIM(η) step from σ to σ_next (σ_next may be 0)."""
-    if sigma_next == 0 or eta == 0:
+    if sigma_next == 0 or eta == 0 or sigma_next >= sigma:
         return sigma_next, 0.0
     up = min(sigma_next, eta * sigma_next * math.sqrt(max(sigma**2 - sigma_next**2, 0.0)) / sigma)
     return math.sqrt(sigma_next**2 - up**2), up

@@ -3,12 +3,14 @@
 A grid is a descending σ tensor ``(N+1,)``: the N levels at which the model is evaluated, then the
 final level. The final level is explicit: ``"zero"`` (σ = 0, the clean sample; diffusers DDIM with
 ``set_alpha_to_one=True``) or ``"sigma_min"`` (σ of timestep 0, i.e. ᾱ₀; diffusers DDIM with
-``set_alpha_to_one=False``, the AnimateDiff default).
+``set_alpha_to_one=False``, the AnimateDiff default). Grids are strictly descending except that a grid
+ending at timestep 0 with final ``"sigma_min"`` repeats that level once (see :func:`sigma_grid`).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from .vp import sigmas_from_alphas_cumprod
@@ -35,13 +37,16 @@ def spaced_timesteps(spacing: str, steps: int, num_train_timesteps: int, steps_o
     T = num_train_timesteps
     if steps > T:
         raise ScheduleError(f"steps={steps} is more than the model's noise table allows ({T} timesteps)")
+    # numpy, as diffusers computes them: torch's arange/linspace differ in the last bit and so round
+    # some .5 ties the other way
     if spacing == "leading":
-        ts = torch.arange(steps, dtype=torch.float64).mul(T // steps).round().flip(0) + steps_offset
+        ts = (np.arange(0, steps) * (T // steps)).round()[::-1].astype(np.int64) + steps_offset
     elif spacing == "trailing":
-        ts = torch.arange(T, 0, -T / steps, dtype=torch.float64).round() - 1
+        # float error can give one entry too many (-1, e.g. steps=61): diffusers keeps it, we drop it
+        ts = (np.round(np.arange(T, 0, -T / steps)).astype(np.int64) - 1)[:steps]
     else:
-        ts = torch.linspace(0, T - 1, steps, dtype=torch.float64).round().flip(0)
-    return check_timesteps(ts.long(), T)
+        ts = np.linspace(0, T - 1, steps).round()[::-1].astype(np.int64)
+    return check_timesteps(torch.from_numpy(ts.copy()), T)
 
 
 def check_timesteps(timesteps: Sequence[int] | torch.Tensor, num_train_timesteps: int) -> torch.Tensor:
@@ -71,9 +76,9 @@ def sigma_grid(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, final: str
         raise ScheduleError(f"final must be one of {FINALS}, got {final!r}")
     table = sigmas_from_alphas_cumprod(alphas_cumprod)
     ts = check_timesteps(timesteps, len(table))
+    # a grid that already ends at timestep 0 with final "sigma_min" repeats that level, as diffusers'
+    # DDIM does (its last step goes from t=0 to ᾱ₀): the model is still called, the step changes nothing
     last = torch.zeros(1, dtype=torch.float64) if final == "zero" else table[:1]
-    if final == "sigma_min" and int(ts[-1]) == 0:
-        raise ScheduleError("the grid already ends at timestep 0; final='sigma_min' would repeat it")
     return torch.cat([table[ts], last])
 
 

@@ -23,14 +23,23 @@ def sigmas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     return ((1.0 - ac) / ac).sqrt()
 
 
+def _sigma(sigma, like: torch.Tensor) -> torch.Tensor:
+    """σ (a float, or a tensor broadcastable to ``like``) as a float64 tensor for exact arithmetic: a 0-d CPU
+    tensor for a float (combines with tensors on any device), else on ``like``'s device (float32 on MPS,
+    which has no float64)."""
+    if torch.is_tensor(sigma):
+        return sigma.to(device=like.device, dtype=torch.float32 if like.device.type == "mps" else torch.float64)
+    return torch.tensor(float(sigma), dtype=torch.float64)
+
+
 def to_vp(x: torch.Tensor, sigma) -> torch.Tensor:
-    """σ-space latent → the VP model's input ``z = x / sqrt(1 + σ²)`` (σ a float or broadcastable tensor)."""
-    return x / (1.0 + torch.as_tensor(sigma, dtype=torch.float64) ** 2).sqrt().to(x.dtype)
+    """σ-space latent → the VP model's input ``z = x / sqrt(1 + σ²)``."""
+    return x / (1.0 + _sigma(sigma, x) ** 2).sqrt().to(x.dtype)
 
 
 def from_vp(z: torch.Tensor, sigma) -> torch.Tensor:
     """VP latent → σ-space ``x = z·sqrt(1 + σ²)``; the inverse of :func:`to_vp`."""
-    return z * (1.0 + torch.as_tensor(sigma, dtype=torch.float64) ** 2).sqrt().to(z.dtype)
+    return z * (1.0 + _sigma(sigma, z) ** 2).sqrt().to(z.dtype)
 
 
 def sigma_to_t(sigma, sigmas: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
@@ -74,7 +83,7 @@ def prediction_to_x0(output: torch.Tensor, x: torch.Tensor, sigma, prediction_ty
     - ``v_prediction`` (v = sqrt(ᾱ)·ε − sqrt(1−ᾱ)·x0): ``x0 = (z − σ·v) / sqrt(1 + σ²)`` with z the VP input
     - ``sample``: the output is x0
     """
-    s = torch.as_tensor(sigma, dtype=torch.float64)
+    s = _sigma(sigma, x)
     if prediction_type == "epsilon":
         return x - s.to(x.dtype) * output
     if prediction_type == "v_prediction":

@@ -72,3 +72,16 @@ def test_eta_needs_a_generator_and_nonnegative(ac):
         sample_ddim(g, x, grid(ac, 5), eta=0.5)
     with pytest.raises(ValueError, match="eta"):
         sample_ddim(g, x, grid(ac, 5), eta=-0.1)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_repeated_final_level_changes_nothing(ac, eta):
+    """A grid ending at t=0 with final ᾱ₀ repeats σ(0): one more model call, no change, no noise."""
+    grid = schedules.sigma_grid(ac, torch.tensor([500, 0]), "sigma_min")
+    x = torch.randn(1, 2, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 5
+    den = GaussianDenoiser(0.2, 0.7)
+    g = guidance(den, cond=None)
+    longer = sample_ddim(g, x, grid, eta, torch.Generator().manual_seed(4))
+    shorter = sample_ddim(g, x, grid[:-1], eta, torch.Generator().manual_seed(4))
+    assert den.calls == 3
+    assert torch.allclose(longer, shorter, rtol=0, atol=1e-12)

@@ -65,11 +65,17 @@ def intermediate_device() -> torch.device:
     return torch.device("cpu")
 
 
+def bf16_native(device: torch.device) -> bool:
+    """Whether a device computes bf16 natively (CUDA compute capability ≥ 8: Ampere and later); older
+    GPUs only emulate it, slowly, which ``torch.cuda.is_bf16_supported()`` counts as support."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def default_dtype(device: Optional[torch.device] = None) -> torch.dtype:
-    """fp32 on CPU; on CUDA bf16 where supported, else fp16."""
+    """fp32 on CPU; on CUDA bf16 where native, else fp16."""
     device = torch.device(device) if device is not None else torch_device()
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if bf16_native(device) else torch.float16
     return torch.float32
 
 
@@ -82,7 +88,8 @@ def on_device(*modules: torch.nn.Module, device: Optional[torch.device] = None):
     if mm is not None and device.type != "cpu":
         # make room: ComfyUI evicts its own idle models for ours
         need = sum(t.numel() * t.element_size() for m in modules for t in list(m.parameters()) + list(m.buffers()))
-        mm.free_memory(int(need * 1.2), device)
+        extra = mm.minimum_inference_memory() if hasattr(mm, "minimum_inference_memory") else 0
+        mm.free_memory(int(need * 1.1) + extra, device)   # weights + room for activations
     for m in modules:
         m.to(device)
     try:

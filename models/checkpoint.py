@@ -13,6 +13,7 @@ import json
 import os
 import pickle
 import re
+import threading
 import zipfile
 from contextlib import contextmanager
 from typing import Callable, Iterable, Optional
@@ -94,22 +95,33 @@ def read_shapes(path: str) -> dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
 
 
-def read_folder_weights(folder: str, stem: str) -> dict[str, torch.Tensor]:
-    """Weights of one diffusers / transformers component folder: ``<stem>.safetensors``, a sharded
-    ``<stem>.safetensors.index.json``, or the pickled ``<stem>.bin``."""
-    for ext in (".safetensors", ".bin"):
-        path = os.path.join(folder, stem + ext)
-        index = path + ".index.json"
-        if os.path.isfile(path):
-            return read_state_dict(path)
-        if os.path.isfile(index):
-            with open(index) as f:
-                shards = sorted(set(json.load(f)["weight_map"].values()))
-            sd = {}
-            for shard in shards:
-                sd.update(read_state_dict(os.path.join(folder, shard)))
-            return sd
-    raise CheckpointError(f"no weights in '{folder}': expected {stem}.safetensors (or a sharded index, or {stem}.bin)")
+def read_folder_weights(folder: str, *stems: str) -> dict[str, torch.Tensor]:
+    """Weights of one diffusers / transformers component folder: the first of ``<stem>[.fp16].safetensors``,
+    its sharded ``.index.json``, or the pickled ``<stem>[.fp16].bin`` (and its index), over the stems given
+    (diffusers: ``diffusion_pytorch_model``; transformers: ``model``, ``pytorch_model``)."""
+    tried = []
+    for stem in stems:
+        for variant in ("", ".fp16"):
+            for ext in (".safetensors", ".bin"):
+                path = os.path.join(folder, stem + variant + ext)
+                index = path + ".index.json"
+                tried.append(os.path.basename(path))
+                if os.path.isfile(path):
+                    return read_state_dict(path)
+                if os.path.isfile(index):
+                    with open(index) as f:
+                        shards = sorted(set(json.load(f)["weight_map"].values()))
+                    sd = {}
+                    for shard in shards:
+                        sd.update(read_state_dict(os.path.join(folder, shard)))
+                    return sd
+    raise CheckpointError(f"no weights in '{folder}': expected one of {', '.join(tried)} (or a sharded index)")
+
+
+def _linear_vs_1x1(a: tuple, b: tuple) -> bool:
+    """``(out, in)`` against ``(out, in, 1, 1)``, either way round: the only reshape strict loading allows."""
+    short, long = (a, b) if len(a) < len(b) else (b, a)
+    return len(short) == 2 and len(long) == 4 and long[:2] == short and long[2:] == (1, 1)
 
 
 def match_state_dict(model: torch.nn.Module, file_sd: dict[str, torch.Tensor], what: str,
@@ -134,7 +146,7 @@ def match_state_dict(model: torch.nn.Module, file_sd: dict[str, torch.Tensor], w
             continue
         want = model_shapes[mk]
         if tuple(t.shape) != want:
-            if t.numel() == torch.Size(want).numel() and t.ndim in (2, 4) and len(want) in (2, 4):
+            if _linear_vs_1x1(tuple(t.shape), want):
                 t = t.reshape(want)   # attention projections stored as 1×1 convs (or vice versa)
             else:
                 bad_shape.append(f"{fk} {tuple(t.shape)} vs model {want}")
@@ -154,10 +166,16 @@ def match_state_dict(model: torch.nn.Module, file_sd: dict[str, torch.Tensor], w
     return out
 
 
+_EMPTY_LOCK = threading.RLock()
+
+
 @contextmanager
 def empty_params():
     """Create module parameters on the meta device (no memory, no init time); buffers stay real, so
-    tables a model computes itself (positional encodings, position ids) keep their values."""
+    tables a model computes itself (positional encodings, position ids) keep their values.
+    It patches ``nn.Module.register_parameter`` for the duration (under a lock, so two loads do not
+    interleave); keep the block to model construction."""
+    _EMPTY_LOCK.acquire()
     original = torch.nn.Module.register_parameter
 
     def register(module, name, param):
@@ -170,6 +188,7 @@ def empty_params():
         yield
     finally:
         torch.nn.Module.register_parameter = original
+        _EMPTY_LOCK.release()
 
 
 def load_into(model: torch.nn.Module, matched: dict[str, torch.Tensor], dtype: Optional[torch.dtype] = None

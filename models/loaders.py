@@ -33,7 +33,16 @@ CONFIG_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs"
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ATTENTIONS = ("sdpa", "xformers")
 MOTION_FOLDER = "animatediff_models"
+ANIMATEDIFF_UNETS = ("UNet2DConditionModel", "UNetMotionModel")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class LoadOptionError(ValueError):
+    """A loader option (``precision`` or ``attention``) that cannot run here; ``input`` names it."""
+
+    def __init__(self, input: str, message: str):
+        super().__init__(message)
+        self.input = input
 
 
 @dataclass(frozen=True)
@@ -47,14 +56,14 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     """``auto``: fp32 on CPU; on CUDA the UNet and text encoder in fp16 and the VAE in bf16 where
     supported (fp16 SD VAEs overflow), else fp32. An explicit choice applies to all three."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        raise LoadOptionError("precision", f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
         if device.type != "cuda":
             return Precision(torch.float32, torch.float32, torch.float32)
-        vae = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        vae = torch.bfloat16 if host.bf16_native(device) else torch.float32
         return Precision(torch.float16, torch.float16, vae)
     if precision == "fp16" and device.type == "cpu":
-        raise ValueError("fp16 does not run on the CPU; choose fp32 (or bf16)")
+        raise LoadOptionError("precision", "fp16 does not run on the CPU; choose fp32 (or bf16)")
     d = _DTYPES[precision]
     return Precision(d, d, d)
 
@@ -63,7 +72,10 @@ def read_json(path: str) -> dict:
     if not os.path.isfile(path):
         raise CheckpointError(f"missing config file '{path}'")
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"config file '{path}' is not valid JSON ({e})") from None
 
 
 def _build(cls, config: dict):
@@ -108,17 +120,17 @@ def _strip_text_model(key: str) -> str:
 def detect_sd_file(shapes: dict[str, tuple], name: str, text_dim: int = 768) -> None:
     """Refuse files that are not SD1.x single-file checkpoints (key → shape), saying what they look like."""
     keys = list(shapes)
+    if any(k.startswith("conditioner.") for k in keys):
+        raise CheckpointError(f"'{name}' looks like an SDXL checkpoint; AnimateDiff v2/v3 need an SD1.5 base")
     if not any(k.startswith(convert.UNET_PREFIX) for k in keys):
         if any(".motion_modules." in k for k in keys):
             raise CheckpointError(
                 f"'{name}' is an AnimateDiff motion module, not a base model: choose it as the motion module "
                 f"(models/{MOTION_FOLDER}/) and an SD1.5 checkpoint as the base")
-        if any(k.startswith("conditioner.") for k in keys):
-            raise CheckpointError(f"'{name}' looks like an SDXL checkpoint; AnimateDiff v2/v3 need an SD1.5 base")
         raise CheckpointError(f"'{name}' is not an SD1.5 checkpoint: it has no '{convert.UNET_PREFIX}*' keys")
-    k = convert.UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
-    if k in shapes and shapes[k][-1] != text_dim:
-        raise CheckpointError(f"'{name}' has cross-attention width {shapes[k][-1]} (SD2.x has 1024); AnimateDiff "
+    widths = {shapes[k][-1] for k in keys if k.startswith(convert.UNET_PREFIX) and k.endswith("attn2.to_k.weight")}
+    if widths and widths != {text_dim}:
+        raise CheckpointError(f"'{name}' has cross-attention width {sorted(widths)[-1]} (SD2.x has 1024); AnimateDiff "
                               f"v2/v3 need an SD1.5 base ({text_dim})")
 
 
@@ -186,34 +198,47 @@ def motion_config(shapes: dict[str, tuple], config_root: str) -> dict:
 # ---------------------------------------------------------------- whole models
 
 def _alphas_from_scheduler(cfg: dict) -> tuple[torch.Tensor, str, ScheduleDefaults]:
-    ac = vp_alphas_cumprod(cfg.get("beta_schedule", "linear"), cfg.get("beta_start", 0.00085),
-                           cfg.get("beta_end", 0.012), cfg.get("num_train_timesteps", 1000))
+    """Noise table, prediction type and grid defaults of a diffusers scheduler config; options this
+    pack does not implement are refused, not ignored."""
+    unsupported = [k for k in ("trained_betas", "rescale_betas_zero_snr", "thresholding", "clip_sample") if cfg.get(k)]
+    if unsupported:
+        raise CheckpointError(f"scheduler options not supported yet: {', '.join(unsupported)}")
+    try:
+        ac = vp_alphas_cumprod(cfg.get("beta_schedule", "linear"), cfg.get("beta_start", 0.00085),
+                               cfg.get("beta_end", 0.012), cfg.get("num_train_timesteps", 1000))
+    except ValueError as e:
+        raise CheckpointError(f"scheduler: {e}") from None
     schedule = ScheduleDefaults(cfg.get("timestep_spacing", "leading"), int(cfg.get("steps_offset", 0)),
                                 "zero" if cfg.get("set_alpha_to_one", True) else "sigma_min")
     return ac, cfg.get("prediction_type", "epsilon"), schedule
 
 
 def _sd_base(base: str, config_root: str, prec: Precision):
-    """UNet2D (meta, with its matched weights), VAE, text encoder and tokenizer of an SD1.5 base: a
-    diffusers folder (its own configs and key names) or a single file (shipped configs, LDM key names)."""
+    """UNet (meta, with its matched weights), VAE, text encoder and tokenizer of an SD1.5 base: a
+    diffusers folder (its own configs and key names; its UNet a ``UNet2DConditionModel``, or a
+    ``UNetMotionModel`` where a whole AnimateDiff pipeline was saved) or a single file (shipped configs,
+    LDM key names)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     name = os.path.basename(base.rstrip(os.sep))
     folder = os.path.isdir(base)
     cfg_dir = base if folder else os.path.join(config_root, "sd15")
     unet_cfg = read_json(os.path.join(cfg_dir, "unet", "config.json"))
     vae_cfg = read_json(os.path.join(cfg_dir, "vae", "config.json"))
+    unet_cls = UNet2DConditionModel
     if folder:
-        if unet_cfg.get("_class_name") != "UNet2DConditionModel":
-            raise CheckpointError(f"'{name}' is a {unet_cfg.get('_class_name')} folder, not an SD1.5 base")
+        if unet_cfg.get("_class_name") not in ANIMATEDIFF_UNETS:
+            raise CheckpointError(f"'{name}' is a {unet_cfg.get('_class_name')} folder, not an SD1.5 / AnimateDiff base")
+        if unet_cfg["_class_name"] == "UNetMotionModel":   # a saved AnimateDiffPipeline: motion modules included
+            from diffusers import UNetMotionModel as unet_cls
         unet_sd = read_folder_weights(os.path.join(base, "unet"), "diffusion_pytorch_model")
         vae_sd = read_folder_weights(os.path.join(base, "vae"), "diffusion_pytorch_model")
-        text_sd = read_folder_weights(os.path.join(base, "text_encoder"), "model")
+        text_sd = read_folder_weights(os.path.join(base, "text_encoder"), "model", "pytorch_model")
         tokenizer_dirs = [os.path.join(base, "tokenizer")]
     else:
         detect_sd_file(read_shapes(base), name, unet_cfg["cross_attention_dim"])
         unet_sd, vae_sd, text_sd = split_sd_file(read_state_dict(base), name)
         tokenizer_dirs = [os.path.join(cfg_dir, "tokenizer"), host.comfy_resource_dir("sd1_tokenizer")]
-    unet = _build(UNet2DConditionModel, unet_cfg)
+    unet = _build(unet_cls, unet_cfg)
     vae = _build(AutoencoderKL, vae_cfg)
     text = build_text_encoder(os.path.join(cfg_dir, "text_encoder"))
     if folder:
@@ -232,44 +257,60 @@ def _sd_base(base: str, config_root: str, prec: Precision):
 
 def load_animatediff(base: str, motion_module: Optional[str], precision: str = "auto", attention: str = "sdpa",
                      config_root: str = CONFIG_ROOT, device: Optional[torch.device] = None) -> VideoModel:
-    """SD1.5 base (file or diffusers folder) + motion module → ``CVK_VIDEO_MODEL`` on the offload device."""
+    """SD1.5 base (file or diffusers folder) + motion module → ``CVK_VIDEO_MODEL`` on the offload device.
+    A saved AnimateDiff pipeline folder (``UNetMotionModel``) carries its motion modules and takes none."""
     from diffusers import MotionAdapter, UNetMotionModel
-    prec = resolve_precision(precision, device or host.torch_device())
-    if motion_module is None and os.path.isdir(os.path.join(base, "motion_adapter")):
+    device = device or host.torch_device()
+    prec = resolve_precision(precision, device)
+    folder = os.path.isdir(base)
+    whole = folder and read_json(os.path.join(base, "unet", "config.json")).get("_class_name") == "UNetMotionModel"
+    if whole and motion_module is not None:
+        raise _motion_error(f"'{os.path.basename(base)}' is a saved AnimateDiff pipeline with its own motion modules; "
+                            f"choose none")
+    if not whole and motion_module is None and os.path.isdir(os.path.join(base, "motion_adapter")):
         motion_module = os.path.join(base, "motion_adapter", "diffusion_pytorch_model.safetensors")
-    if motion_module is None:   # say so before reading gigabytes, once the base is known to be one
-        if not os.path.isdir(base):
+    if not whole and motion_module is None:   # say so before reading gigabytes, once the base is known to be one
+        if not folder:
             width = read_json(os.path.join(config_root, "sd15", "unet", "config.json"))["cross_attention_dim"]
             detect_sd_file(read_shapes(base), os.path.basename(base), width)
-        err = CheckpointError(f"'{os.path.basename(base)}' is an SD1.5 base: AnimateDiff also needs a motion module "
-                              f"(mm_sd_v15_v2 or v3_sd15_mm in models/{MOTION_FOLDER}/)")
-        err.role = "motion_module"
-        raise err
-    unet2d, unet_m, vae, text = _sd_base(base, config_root, prec)
-    in_folder = os.path.basename(os.path.dirname(motion_module)) == "motion_adapter"
-    with file_role("motion_module"):
-        mm_sd = read_state_dict(motion_module)
-        adapter_cfg = (read_json(os.path.join(os.path.dirname(motion_module), "config.json")) if in_folder
-                       else motion_config({k: tuple(v.shape) for k, v in mm_sd.items()}, config_root))
-        adapter = _build(MotionAdapter, adapter_cfg)
-        with empty_params():
-            unet = UNetMotionModel.from_unet2d(unet2d, adapter, load_weights=False)
-        motion_m = match_motion_module(unet, mm_sd, os.path.basename(motion_module))
+        raise _motion_error(f"'{os.path.basename(base)}' is an SD1.5 base: AnimateDiff also needs a motion module "
+                            f"(mm_sd_v15_v2 or v3_sd15_mm in models/{MOTION_FOLDER}/)")
+    unet, unet_m, vae, text = _sd_base(base, config_root, prec)
+    mm_name, motion_m = "motion modules included", {}
+    if not whole:
+        in_folder = os.path.basename(os.path.dirname(motion_module)) == "motion_adapter"
+        mm_name = "motion_adapter" if in_folder else os.path.basename(motion_module)
+        with file_role("motion_module"):
+            mm_sd = read_state_dict(motion_module)
+            adapter_cfg = (read_json(os.path.join(os.path.dirname(motion_module), "config.json")) if in_folder
+                           else motion_config({k: tuple(v.shape) for k, v in mm_sd.items()}, config_root))
+            adapter = _build(MotionAdapter, adapter_cfg)
+            try:
+                with empty_params():
+                    unet = UNetMotionModel.from_unet2d(unet, adapter, load_weights=False)
+            except ValueError as e:   # diffusers: levels or layers per block differ
+                raise CheckpointError(f"motion module '{mm_name}' does not fit the base UNet: {e}") from None
+            motion_m = match_motion_module(unet, mm_sd, mm_name)
     load_into(unet, {**unet_m, **motion_m}, prec.unet)
-    set_attention(unet, attention)
-    sched = read_json(os.path.join(config_root, "animatediff", "scheduler", "scheduler_config.json"))
-    ac, pred, schedule = _alphas_from_scheduler(sched)
-    mm_name = "motion_adapter" if in_folder else os.path.basename(motion_module)
-    name = f"AnimateDiff {os.path.basename(base.rstrip(os.sep))} + {mm_name}"
-    return VideoModel(name, "animatediff", unet, vae, text, ac, pred, schedule, (512, 512, 16),
-                      max_frames=int(adapter_cfg.get("motion_max_seq_length", 32)))
+    set_attention(unet, attention, device)
+    ac, pred, schedule = _alphas_from_scheduler(
+        read_json(os.path.join(config_root, "animatediff", "scheduler", "scheduler_config.json")))
+    return VideoModel(f"AnimateDiff {os.path.basename(base.rstrip(os.sep))} + {mm_name}", "animatediff", unet, vae,
+                      text, ac, pred, schedule, (512, 512, 16), max_frames=int(unet.config.motion_max_seq_length))
+
+
+def _motion_error(message: str) -> CheckpointError:
+    err = CheckpointError(message)
+    err.role = "motion_module"
+    return err
 
 
 def load_modelscope(folder: str, precision: str = "auto", attention: str = "sdpa",
                     device: Optional[torch.device] = None) -> VideoModel:
     """A ModelScope / Zeroscope diffusers folder → ``CVK_VIDEO_MODEL`` on the offload device."""
     from diffusers import AutoencoderKL, UNet3DConditionModel
-    prec = resolve_precision(precision, device or host.torch_device())
+    device = device or host.torch_device()
+    prec = resolve_precision(precision, device)
     name = os.path.basename(folder.rstrip(os.sep))
     unet_cfg = read_json(os.path.join(folder, "unet", "config.json"))
     vae_cfg = read_json(os.path.join(folder, "vae", "config.json"))
@@ -280,10 +321,10 @@ def load_modelscope(folder: str, precision: str = "auto", attention: str = "sdpa
                                      f"'{name}' UNet"), prec.unet)
     load_into(vae, match_state_dict(vae, read_folder_weights(os.path.join(folder, "vae"), "diffusion_pytorch_model"),
                                     f"'{name}' VAE"), prec.vae)
-    load_into(text, match_state_dict(text, read_folder_weights(os.path.join(folder, "text_encoder"), "model"),
+    load_into(text, match_state_dict(text, read_folder_weights(os.path.join(folder, "text_encoder"), "model", "pytorch_model"),
                                      f"'{name}' text encoder", _strip_text_model, (r"embeddings\.position_ids$",)),
               prec.text)
-    set_attention(unet, attention)
+    set_attention(unet, attention, device)
     tok = load_tokenizer([os.path.join(folder, "tokenizer")], f"'{name}'")
     ac, pred, schedule = _alphas_from_scheduler(read_json(os.path.join(folder, "scheduler", "scheduler_config.json")))
     size = 8 * int(unet_cfg.get("sample_size", 64))
@@ -296,23 +337,25 @@ def folder_family(folder: str) -> str:
     cls = read_json(os.path.join(folder, "unet", "config.json")).get("_class_name")
     if cls == "UNet3DConditionModel":
         return "modelscope"
-    if cls == "UNet2DConditionModel":
+    if cls in ANIMATEDIFF_UNETS:
         return "animatediff"
     raise CheckpointError(f"'{os.path.basename(folder)}': unsupported UNet class {cls!r} (expected UNet3DConditionModel "
-                          f"for ModelScope/Zeroscope, or UNet2DConditionModel for an SD1.5 base)")
+                          f"for ModelScope/Zeroscope, UNet2DConditionModel for an SD1.5 base, or UNetMotionModel for "
+                          f"a saved AnimateDiff pipeline)")
 
 
-def set_attention(unet: torch.nn.Module, attention: str) -> None:
-    """SDPA (diffusers' default processors) or xformers; xformers that cannot run raises a clear error."""
+def set_attention(unet: torch.nn.Module, attention: str, device: torch.device) -> None:
+    """SDPA (diffusers' default processors) or xformers; xformers that cannot run on ``device`` (the
+    device the model will run on) raises a clear error."""
     if attention == "sdpa":
         return
     if attention != "xformers":
-        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
-    if not torch.cuda.is_available():
-        raise ValueError("xformers needs a CUDA GPU; choose sdpa")
+        raise LoadOptionError("attention", f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    if device.type != "cuda":
+        raise LoadOptionError("attention", f"xformers needs a CUDA GPU and this model runs on {device.type}; choose sdpa")
     try:
         import xformers.ops  # noqa: F401
         unet.enable_xformers_memory_efficient_attention()
     except Exception as e:  # not installed, built for another torch, no kernel for this GPU ...
-        raise ValueError(f"xformers is not usable here ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                         f"choose sdpa") from None
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+        raise LoadOptionError("attention", f"xformers is not usable here ({reason}); choose sdpa") from None

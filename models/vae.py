@@ -32,6 +32,7 @@ class VideoVAE:
         with host.on_device(self.vae) as device:
             dtype = next(self.vae.parameters()).dtype
             for i in range(0, B * F, chunk):
+                host.check_interrupt()
                 part = flat[i:i + chunk].to(device=device, dtype=dtype) / self.scaling_factor
                 img = self.vae.decode(part).sample.float()
                 frames.append((img / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).to(host.intermediate_device()))
@@ -46,6 +47,7 @@ class VideoVAE:
         with host.on_device(self.vae) as device:
             dtype = next(self.vae.parameters()).dtype
             for i in range(0, px.shape[0], chunk):
+                host.check_interrupt()
                 dist = self.vae.encode(px[i:i + chunk].to(device=device, dtype=dtype)).latent_dist
                 parts.append(dist.mode().float().to(host.intermediate_device()) * self.scaling_factor)
         lat = torch.cat(parts, dim=0)

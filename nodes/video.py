@@ -5,8 +5,8 @@ import torch
 
 from .. import host
 from ..models.checkpoint import MODEL_EXTS, CheckpointError
-from ..models.loaders import (ATTENTIONS, MOTION_FOLDER, PRECISIONS, folder_family, load_animatediff,
-                              load_modelscope)
+from ..models.loaders import (ATTENTIONS, MOTION_FOLDER, PRECISIONS, LoadOptionError, folder_family,
+                              load_animatediff, load_modelscope)
 from ..models.tiny import TINY_MODELS, tiny_model
 from ..samplers.guidance import GUIDANCE_MODES
 from ..samplers.noise import SEED_MAX
@@ -79,11 +79,9 @@ def load_video_model(node: str, choice: str, motion_module: str = NONE, precisio
     except CheckpointError as e:
         field = "motion_module" if e.role == "motion_module" else "model_name"
         raise CVKInputError(node, field, motion_module if field == "motion_module" else choice, problem=str(e)) from None
-    except CVKInputError:
-        raise
-    except ValueError as e:  # precision or attention that cannot run here
-        raise CVKInputError(node, "attention" if "xformers" in str(e) else "precision",
-                            attention if "xformers" in str(e) else precision, problem=str(e)) from None
+    except LoadOptionError as e:   # precision or attention that cannot run here
+        raise CVKInputError(node, e.input, {"precision": precision, "attention": attention}[e.input],
+                            problem=str(e)) from None
 
 
 class CVK_VideoModelLoader:

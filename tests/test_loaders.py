@@ -243,10 +243,11 @@ def test_pickle_that_needs_code_execution_is_refused(tmp_path):
 
 
 def test_sdxl_and_sd2_files_are_told_apart(tmp_path):
-    tf.save({"conditioner.embedders.0.x": torch.zeros(1), "first_stage_model.y": torch.zeros(1)}, str(tmp_path / "xl.safetensors"))
+    tf.save({"conditioner.embedders.0.x": torch.zeros(1), convert.UNET_PREFIX + "input_blocks.4.1.proj_in.weight": torch.zeros(1),
+             "first_stage_model.y": torch.zeros(1)}, str(tmp_path / "xl.safetensors"))
     with pytest.raises(CheckpointError, match="looks like an SDXL checkpoint"):
         loaders.detect_sd_file(read_shapes(str(tmp_path / "xl.safetensors")), "xl.safetensors")
-    sd2 = {convert.UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}
+    sd2 = {convert.UNET_PREFIX + "output_blocks.5.1.transformer_blocks.0.attn2.to_k.weight": (640, 1024)}
     with pytest.raises(CheckpointError, match="cross-attention width 1024"):
         loaders.detect_sd_file(sd2, "sd2.safetensors")
 
@@ -258,7 +259,7 @@ def test_node_input_errors(files, models_dir):
     assert "input 'motion_module' got 'mm.ckpt'; expected 'none': zs is a ModelScope" in node_error("diffusers/zs", "mm.ckpt")
     assert "input 'motion_module' got 'mm.ckpt'; expected 'none' for the tiny demo" in node_error(
         "tiny-animatediff (untrained demo)", "mm.ckpt")
-    assert "input 'attention' got 'xformers': xformers needs a CUDA GPU; choose sdpa." in node_error(
+    assert "input 'attention' got 'xformers': xformers needs a CUDA GPU and this model runs on cpu; choose sdpa." in node_error(
         "diffusers/zs", "none", "auto", "xformers")
     assert "input 'precision' got 'fp16': fp16 does not run on the CPU" in node_error("diffusers/zs", "none", "fp16")
     tf.write_sd_folder(str(models_dir / "diffusers" / "sdx"))
@@ -313,12 +314,70 @@ def test_precision_rules():
         loaders.resolve_precision("fp16", cpu)
 
 
-def test_strict_match_reshapes_only_equal_size_projections():
+def test_strict_match_reshapes_only_linear_vs_1x1_conv():
     lin = torch.nn.Linear(4, 4, bias=False)
     got = match_state_dict(lin, {"weight": torch.ones(4, 4, 1, 1)}, "t")
     assert got["weight"].shape == (4, 4)
+    conv = torch.nn.Conv2d(3, 2, 1, bias=False)
+    assert match_state_dict(conv, {"weight": torch.ones(2, 3)}, "t")["weight"].shape == (2, 3, 1, 1)
     with pytest.raises(CheckpointError, match=r"weight \(4, 2, 1, 1\) vs model \(4, 4\)"):
         match_state_dict(lin, {"weight": torch.ones(4, 2, 1, 1)}, "t")
+    # same number of elements, but transposed or a different layout: never reshaped
+    with pytest.raises(CheckpointError, match=r"weight \(2, 6\) vs model \(6, 2\)"):
+        match_state_dict(torch.nn.Linear(2, 6, bias=False), {"weight": torch.ones(2, 6)}, "t")
+    with pytest.raises(CheckpointError, match=r"weight \(3, 2, 1, 1\) vs model \(2, 3, 1, 1\)"):
+        match_state_dict(conv, {"weight": torch.ones(3, 2, 1, 1)}, "t")
+
+
+def test_saved_animatediff_pipeline_folder(tmp_path, monkeypatch):
+    """AnimateDiffPipeline.save_pretrained writes unet/ as a UNetMotionModel: it loads whole, strictly."""
+    from diffusers import UNetMotionModel
+    monkeypatch.setenv("CVK_MODELS_DIR", str(tmp_path))
+    unet2d, vae, text = tf.tiny_sd_models()
+    whole = UNetMotionModel.from_unet2d(unet2d, tf.tiny_motion_adapter(True)).eval()
+    tf._write_folder(str(tmp_path / "diffusers" / "ad"), whole, vae, text, "AnimateDiffPipeline")
+    (m,) = CVK_VideoModelLoader().load("diffusers/ad")
+    assert type(m.unet).__name__ == "UNetMotionModel" and same(m.unet, whole, skip="\0") and m.max_frames == 32
+    os.makedirs(tmp_path / "animatediff_models")
+    tf.write_motion_module(str(tmp_path / "animatediff_models" / "mm.ckpt"))
+    assert "input 'motion_module' got 'mm.ckpt': 'ad' is a saved AnimateDiff pipeline with its own motion modules" in \
+        node_error("diffusers/ad", "mm.ckpt")
+
+
+def test_transformers_weight_names_and_fp16_variants(tmp_path):
+    unet, _, text = tf.write_modelscope_folder(str(tmp_path / "zs"))
+    te = tmp_path / "zs" / "text_encoder"
+    torch.save(read_state_dict(str(te / "model.safetensors")), str(te / "pytorch_model.bin"))
+    os.remove(te / "model.safetensors")
+    ud = tmp_path / "zs" / "unet"
+    os.rename(ud / "diffusion_pytorch_model.safetensors", ud / "diffusion_pytorch_model.fp16.safetensors")
+    m = loaders.load_modelscope(str(tmp_path / "zs"))
+    assert same(m.text.model, text) and same(m.unet, unet)
+    os.remove(te / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="no weights in .*text_encoder.*model.safetensors.*pytorch_model.bin"):
+        loaders.load_modelscope(str(tmp_path / "zs"))
+
+
+def test_scheduler_options_that_are_not_implemented_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CVK_MODELS_DIR", str(tmp_path))
+    tf.write_modelscope_folder(str(tmp_path / "diffusers" / "zs"))
+    path = tmp_path / "diffusers" / "zs" / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(cfg, rescale_betas_zero_snr=True)))
+    assert "input 'model_name' got 'diffusers/zs': scheduler options not supported yet: rescale_betas_zero_snr" in \
+        node_error("diffusers/zs")
+    path.write_text(json.dumps(dict(cfg, beta_schedule="squaredcos_cap_v2")))
+    assert "input 'model_name' got 'diffusers/zs': scheduler: beta_schedule must be one of" in node_error("diffusers/zs")
+    path.write_text("{")
+    assert "is not valid JSON" in node_error("diffusers/zs")
+
+
+def test_motion_module_that_does_not_fit_the_base(files, tmp_path):
+    path = str(tmp_path / "mm_2level.safetensors")
+    tf.save(tf.tiny_motion_adapter(False, block_out_channels=[32, 64]).state_dict(), path)
+    with pytest.raises(CheckpointError, match="motion module 'mm_2level.safetensors' does not fit the base UNet") as e:
+        loaders.load_animatediff(str(files["dir"] / "sd.safetensors"), path, config_root=files["root"])
+    assert e.value.role == "motion_module"
 
 
 def test_bf16_on_cpu_runs(tmp_path):

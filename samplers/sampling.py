@@ -71,8 +71,13 @@ def sample(denoise: Callable, shape, sigmas: torch.Tensor, cond, uncond=None, sc
     from .noise import generator
     from .vp import to_vp
 
-    x = randn(shape, generator(seed, "initial"), device) * math.sqrt(1.0 + float(sigmas[0]) ** 2)
     guided = guidance(denoise, cond, uncond, scale, mode)
     anc = generator(seed, "ancestral") if eta > 0 else None
-    x = sample_ddim(guided, x, sigmas, eta, anc, callback)
+    x = sample_ddim(guided, initial_latent(shape, sigmas, seed, device), sigmas, eta, anc, callback)
     return to_vp(x, float(sigmas[-1]))
+
+
+def initial_latent(shape, sigmas: torch.Tensor, seed: int, device=None) -> torch.Tensor:
+    """The seeded start of every sampler: VP ``z_T = ε`` (purpose ``"initial"``) as ``x = ε·sqrt(1 + σ₀²)``."""
+    from .noise import generator
+    return randn(shape, generator(seed, "initial"), device) * math.sqrt(1.0 + float(sigmas[0]) ** 2)

@@ -1,0 +1,147 @@
+"""VideoGuide (arXiv 2410.04364): a guide model lends its temporal consistency to a sampler, no training.
+
+For each of the first ``guided_steps`` (I) sampler steps, at level σ:
+
+1. the sampler's guided prediction gives ``x0_s`` and its step direction ``eps`` (CFG or CFG++);
+2. ``x0_s`` is re-noised to the guide's first level with fresh noise (the guide's own generator);
+3. the guide runs ``guide_steps`` (τ) deterministic DDIM steps on a sub-grid of ``guide_grid`` (24)
+   timesteps, ``round(linspace(0, t, guide_grid + 1))[1:]`` reversed, from the timestep t nearest σ on
+   the guide-side table; its x0 is the estimate of the τ-th evaluation (the update after it is discarded);
+4. ``x̄0 = x0_s + w·(x0_g − x0_s)`` (interpolation in x0 space);
+5. ``x' = x̄0 + σ'·eps`` — the sampler's own direction;
+6. the VP-normalised ``x'`` keeps its low frequencies and takes fresh noise's high ones
+   (:func:`.filters.frequency_mix`, noise from its own generator).
+
+After step I the sampler runs alone. The cost is N + I·τ network evaluations.
+
+The "guide-side table" decides how the two models meet: ``match_by="sigma"`` uses the guide's own noise
+table (the guide sees the levels it was trained on); ``match_by="timestep"`` (the official code) uses the
+sampler's table and feeds the guide the sampler's integer timesteps with inputs built from the sampler's ᾱ
+— see :func:`guide_denoiser`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from .filters import FILTER_KINDS, frequency_mix, lowpass_mask
+from .noise import generator, randn
+from .schedules import ScheduleError, inclusive_linspace_timesteps
+from .vp import VPDenoiser, from_vp, sigma_to_t, to_vp
+
+MATCH_BY = ("sigma", "timestep")
+
+
+@dataclass(frozen=True)
+class VideoGuideSettings:
+    guided_steps: int = 5        # I
+    guide_steps: int = 10        # τ
+    guide_grid: int = 24
+    weight: float = 0.2          # w = 1 − β
+    filter: str = "butterworth"
+    filter_n: int = 4
+    filter_d_s: float = 0.125
+    filter_d_t: float = 0.125
+
+    def check(self, steps: int) -> None:
+        if self.guided_steps < 0 or self.guided_steps > steps:
+            raise ValueError(f"guided_steps must be in [0, steps={steps}], got {self.guided_steps}")
+        if not 1 <= self.guide_steps <= self.guide_grid:
+            raise ValueError(f"guide_steps must be in [1, guide_grid={self.guide_grid}], got {self.guide_steps}")
+        if self.filter not in FILTER_KINDS:
+            raise ValueError(f"filter must be one of {FILTER_KINDS}, got {self.filter!r}")
+
+
+def default_timesteps(steps: int, num_train_timesteps: int = 1000) -> torch.Tensor:
+    """The official grid: ``round(linspace(0, T−1, steps + 1))`` reversed, 0 dropped (999, 979, …, 20 for 50)."""
+    return inclusive_linspace_timesteps(steps, num_train_timesteps - 1)
+
+
+def guide_denoiser(match_by: str, guide_network: Callable, guide_alphas_cumprod: torch.Tensor, guide_prediction: str,
+                   sampler_alphas_cumprod: torch.Tensor) -> VPDenoiser:
+    """The guide as a σ-space denoiser. ``sigma``: through its own noise table. ``timestep``: through the
+    sampler's table, so a level σ reaches the guide's network as the sampler's integer timestep with the
+    input ``z = x/sqrt(1 + σ²)`` built from the sampler's ᾱ, as the official code does. Its ``.sigmas``
+    is the table the guide's sub-grids are drawn from."""
+    if match_by not in MATCH_BY:
+        raise ValueError(f"match_by must be one of {MATCH_BY}, got {match_by!r}")
+    table = guide_alphas_cumprod if match_by == "sigma" else sampler_alphas_cumprod
+    return VPDenoiser(guide_network, table, guide_prediction, "nearest")
+
+
+def guide_levels(table: torch.Tensor, sigma: float, guide_grid: int) -> torch.Tensor:
+    """σ levels ``(guide_grid,)`` of the guide's sub-grid from level σ: timesteps
+    ``round(linspace(0, t, guide_grid + 1))[1:]`` reversed, t the timestep nearest σ on ``table`` ``(T,)``."""
+    t = int(sigma_to_t(sigma, table, "nearest"))
+    try:
+        ts = inclusive_linspace_timesteps(guide_grid, t)
+    except ScheduleError:
+        raise ValueError(f"a guided step reaches timestep {t}, too low for a guide sub-grid of {guide_grid} "
+                         f"points; use fewer guided steps or a smaller guide grid") from None
+    return table.to(torch.float64)[ts]
+
+
+def guide_x0(guide: Callable, x0_s: torch.Tensor, levels: torch.Tensor, guide_steps: int,
+             gen: torch.Generator) -> torch.Tensor:
+    """Re-noise ``x0_s`` to ``levels[0]``, run ``guide_steps`` DDIM (η = 0) evaluations down ``levels``;
+    return the x0 of the last evaluation (the update after it is not computed)."""
+    y = x0_s + float(levels[0]) * randn(x0_s.shape, gen, x0_s.device, x0_s.dtype)
+    for k in range(guide_steps):
+        x0_g, eps_g = guide(y, float(levels[k]))
+        if k == guide_steps - 1:
+            return x0_g
+        y = x0_g + float(levels[k + 1]) * eps_g
+
+
+def sample_videoguide(model: Callable, guide: Callable, x: torch.Tensor, sigmas: torch.Tensor,
+                      guide_table: torch.Tensor, settings: VideoGuideSettings = VideoGuideSettings(), seed: int = 0,
+                      callback: Optional[Callable] = None, on_guide_done: Optional[Callable] = None) -> torch.Tensor:
+    """The VideoGuide loop. ``model``/``guide``: guided models ``(x, σ) -> Guided`` (see :mod:`.guidance`);
+    ``x`` ``(B, C, F, h, w)`` at ``sigmas[0]``; ``guide_table`` ``(T,)`` the σ table of the guide's sub-grids
+    (``guide_denoiser(...).sigmas``). Returns x at ``sigmas[-1]``. ``on_guide_done()`` runs once the last
+    guided step is over (the host offloads the guide then). Draws: re-noise from purpose
+    ``"videoguide-renoise"``, filter noise from ``"videoguide-filter"``; the sampler's own draws are untouched.
+    """
+    st = settings
+    st.check(len(sigmas) - 1)
+    renoise = generator(seed, "videoguide-renoise")
+    filter_noise = generator(seed, "videoguide-filter")
+    mask = None if st.filter == "none" else lowpass_mask(st.filter, *x.shape[-3:], st.filter_n, st.filter_d_s,
+                                                          st.filter_d_t)
+    sig = [float(s) for s in sigmas]
+    levels = [guide_levels(guide_table, sig[i], st.guide_grid) for i in range(st.guided_steps)]  # errors up front
+    for i in range(len(sig) - 1):
+        s, s_next = sig[i], sig[i + 1]
+        x0, eps = model(x, s)
+        if callback is not None:
+            callback(i, x, x0, s)
+        guided = i < st.guided_steps
+        if guided:
+            x0_g = guide_x0(guide, x0, levels[i], st.guide_steps, renoise)
+            x0 = x0 + st.weight * (x0_g - x0)
+        x = x0 if s_next == 0 else x0 + s_next * eps
+        if guided and mask is not None and s_next > 0:
+            z = to_vp(x, s_next)
+            x = from_vp(frequency_mix(z, randn(z.shape, filter_noise, z.device, z.dtype), mask), s_next)
+        if i + 1 == st.guided_steps and on_guide_done is not None:
+            on_guide_done()
+    return x
+
+
+def videoguide(denoise: Callable, guide_denoise: VPDenoiser, shape, sigmas: torch.Tensor, cond, uncond, guide_cond,
+               guide_uncond, scale: float = 0.8, mode: str = "cfg++", guide_scale: float = 0.8,
+               guide_mode: str = "cfg++", settings: VideoGuideSettings = VideoGuideSettings(), seed: int = 0,
+               device=None, callback: Optional[Callable] = None,
+               on_guide_done: Optional[Callable] = None) -> torch.Tensor:
+    """VideoGuide from seeded noise, as :func:`.sampling.sample` is the baseline: the same start (purpose
+    ``"initial"``), so guide weight 0 with filter ``none`` reproduces the baseline bit for bit. Each model
+    has its own conditioning (its own text encoder). Returns the VP latent at the final level."""
+    from .guidance import guidance
+    from .sampling import initial_latent
+    x = initial_latent(shape, sigmas, seed, device)
+    x = sample_videoguide(guidance(denoise, cond, uncond, scale, mode),
+                          guidance(guide_denoise, guide_cond, guide_uncond, guide_scale, guide_mode),
+                          x, sigmas, guide_denoise.sigmas, settings, seed, callback, on_guide_done)
+    return to_vp(x, float(sigmas[-1]))

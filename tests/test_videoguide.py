@@ -1,0 +1,203 @@
+"""VideoGuide: equivalence with the baseline, exact evaluation counts, the interpolation's effect on
+Gaussian data, timestep vs σ matching, offloading, self-guidance and errors."""
+import copy
+import math
+import sys
+import types
+
+import pytest
+import torch
+
+from cvk_testkit.gaussian import GaussianDenoiser
+from consistent_video_kit.models.bundle import LatentFormat
+from consistent_video_kit.nodes.common import CVKInputError
+from consistent_video_kit.nodes.video import CVK_TextToVideo
+from consistent_video_kit.nodes.videoguide import CVK_VideoGuideSampler
+from consistent_video_kit.samplers import noise, schedules, vp
+from consistent_video_kit.samplers.guidance import guidance
+from consistent_video_kit.samplers.sampling import sample_ddim
+from consistent_video_kit.samplers.videoguide import (VideoGuideSettings, default_timesteps, guide_denoiser,
+                                                      guide_levels, guide_x0, sample_videoguide)
+
+ARGS = dict(prompt="a cat", negative_prompt="", seed=3, steps=10, guided_steps=3, guide_steps=4, guide_grid=8,
+            guide_weight=0.2, guidance="cfg", guidance_scale=7.5, guide_guidance="cfg++", guide_guidance_scale=0.8,
+            filter="butterworth", filter_n=4, filter_d_s=0.125, filter_d_t=0.125, match_by="sigma", frames=4, width=64,
+            height=64, grid="videoguide")
+
+
+def spy_network(model, monkeypatch):
+    """Record (VP input, timestep, batch) of every call of a model's network."""
+    calls = []
+    net = model.network
+
+    def spy(z, t, cond):
+        calls.append((z.detach().clone(), t.clone(), z.shape[0]))
+        return net(z, t, cond)
+    monkeypatch.setattr(model, "network", spy)
+    return calls
+
+
+def test_weight_zero_filter_none_is_the_baseline_bit_for_bit(tiny_animatediff, tiny_modelscope, monkeypatch):
+    s_calls = spy_network(tiny_animatediff, monkeypatch)
+    g_calls = spy_network(tiny_modelscope, monkeypatch)
+    args = dict(ARGS, guide_weight=0.0, filter="none", grid="model default")
+    (vg,) = CVK_VideoGuideSampler().sample(tiny_animatediff, guide=tiny_modelscope, **args)
+    assert len(s_calls) == 10 and len(g_calls) == 3 * 4           # N sampler, I·τ guide evaluations
+    assert {b for *_, b in s_calls} == {2} and {b for *_, b in g_calls} == {2}   # cond+uncond batched: 1 call each
+    (base,) = CVK_TextToVideo().generate(tiny_animatediff, "a cat", "", 3, 10, "cfg", 7.5, "ddim", 0.0, 4, 64, 64)
+    assert torch.equal(vg["samples"], base["samples"])
+    (moved,) = CVK_VideoGuideSampler().sample(tiny_animatediff, guide=tiny_modelscope, **dict(args, guide_weight=0.2))
+    assert not torch.equal(moved["samples"], base["samples"])
+
+
+@pytest.mark.parametrize("scale,batch", [(7.5, 2), (1.0, 1)])
+def test_exact_evaluation_counts(scale, batch):
+    ac = vp.vp_alphas_cumprod("linear", 0.00085, 0.012)
+    sigmas = schedules.sigma_grid(ac, default_timesteps(20), "zero")
+    sampler, guide = GaussianDenoiser(0.1, 0.5), GaussianDenoiser(0.4, 0.5)
+    c, u = {"mean": torch.tensor([0.1])}, {"mean": torch.tensor([0.0])}
+    st = VideoGuideSettings(guided_steps=4, guide_steps=6, guide_grid=24)
+    sample_videoguide(guidance(sampler, c, u, scale, "cfg"), guidance(guide, c, u, scale, "cfg"),
+                      torch.zeros(1, 4, 4, 8, 8), sigmas, vp.sigmas_from_alphas_cumprod(ac), st)
+    assert sampler.calls == 20 and guide.calls == 4 * 6
+    assert set(sampler.batch_sizes) == set(guide.batch_sizes) == {batch}
+
+
+def predicted_mean(mu_s, mu_g, std, sigmas, table, st):
+    """Expected output mean of VideoGuide with exact Gaussian denoisers (data N(μ_s, std²) for the sampler,
+    N(μ_g, std²) for the guide), starting from mean 0. Every operation is affine and all noise is zero-mean,
+    so means follow: sampler E[x0] = μ_s + a(σ)(M − μ_s) with a(σ) = std²/(std² + σ²); the guide's τ steps
+    on its levels l_k from Y = E[x0_s]: E[x0_g] = μ_g + a(l_k)(Y − μ_g), Y ← E[x0_g] + (l_{k+1}/l_k)(Y − E[x0_g]);
+    x̄0 = E[x0_s] + w(E[x0_g] − E[x0_s]); M' = x̄0 + (σ'/σ)(M − E[x0_s]). The low-pass mix keeps the
+    (constant) mean, since the mask is 1 at zero frequency."""
+    a = lambda s: std**2 / (std**2 + s**2)  # noqa: E731
+    m = 0.0
+    sig = [float(s) for s in sigmas]
+    for i in range(len(sig) - 1):
+        s, s_next = sig[i], sig[i + 1]
+        x0s = mu_s + a(s) * (m - mu_s)
+        x0 = x0s
+        if i < st.guided_steps:
+            lv = [float(v) for v in guide_levels(table, s, st.guide_grid)]
+            y = x0s
+            for k in range(st.guide_steps):
+                x0g = mu_g + a(lv[k]) * (y - mu_g)
+                if k < st.guide_steps - 1:
+                    y = x0g + lv[k + 1] / lv[k] * (y - x0g)
+            x0 = x0s + st.weight * (x0g - x0s)
+        m = x0 if s_next == 0 else x0 + s_next / s * (m - x0s)
+    return m
+
+
+def test_gaussian_output_mean_moves_toward_the_guide():
+    ac = vp.vp_alphas_cumprod("linear", 0.00085, 0.012)
+    table = vp.sigmas_from_alphas_cumprod(ac)
+    sigmas = schedules.sigma_grid(ac, default_timesteps(25), "zero")
+    mu_s, mu_g, std = 0.0, 1.0, 0.5
+    st = VideoGuideSettings(guided_steps=8, guide_steps=10, guide_grid=24, weight=0.5)
+    x = torch.randn(1, 4, 8, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = x * math.sqrt(1 + float(sigmas[0]) ** 2)
+    run = lambda w: sample_videoguide(guidance(GaussianDenoiser(mu_s, std), None), guidance(GaussianDenoiser(mu_g, std), None),  # noqa: E731
+                                      x, sigmas, table, VideoGuideSettings(**{**st.__dict__, "weight": w}), seed=1)
+    guided, plain = run(0.5), run(0.0)
+    n = guided.numel()
+    pred, pred0 = predicted_mean(mu_s, mu_g, std, sigmas, table, st), predicted_mean(mu_s, mu_g, std, sigmas, table,
+                                                                                    VideoGuideSettings(**{**st.__dict__, "weight": 0.0}))
+    assert abs(pred0) < 1e-12 and pred > 0.05        # toward the guide's mean, by a visible amount
+    se = guided.std().item() / math.sqrt(n)
+    assert abs(guided.mean().item() - pred) <= 4 * se
+    assert abs(plain.mean().item() - pred0) <= 4 * plain.std().item() / math.sqrt(n)
+
+
+@pytest.mark.parametrize("match_by", ["timestep", "sigma"])
+def test_guide_inputs_timestep_vs_sigma(tiny_animatediff, tiny_modelscope, match_by):
+    """timestep: the guide gets the sampler's integer sub-grid timesteps and z = sqrt(ᾱ_s)·x0 + sqrt(1−ᾱ_s)·n with
+    the SAMPLER's ᾱ (the official code); sigma: the timesteps of its own table nearest each level, and its own ᾱ."""
+    s_ac, g_ac = tiny_animatediff.alphas_cumprod, tiny_modelscope.alphas_cumprod
+    seen = []
+
+    def net(z, t, cond):
+        seen.append((z, t))
+        return torch.zeros_like(z)       # ε = 0: the guide's x0 is its input
+    den = guide_denoiser(match_by, net, g_ac, "epsilon", s_ac)
+    t = 899
+    s_sig = vp.sigmas_from_alphas_cumprod(s_ac)
+    levels = guide_levels(den.sigmas, float(s_sig[t]), 24)
+    x0 = torch.randn(1, 4, 2, 4, 4)
+    guide_x0(guidance(den, None), x0, levels, 3, torch.Generator().manual_seed(9))
+    n = torch.randn(x0.shape, generator=torch.Generator().manual_seed(9))
+    official = torch.linspace(0, t, 25, dtype=torch.float64).round()[1:].flip(0).long()
+    ac = s_ac if match_by == "timestep" else g_ac
+    t0 = t if match_by == "timestep" else int(vp.sigma_to_t(float(s_sig[t]), vp.sigmas_from_alphas_cumprod(g_ac)))
+    sub = official if match_by == "timestep" else torch.linspace(0, t0, 25, dtype=torch.float64).round()[1:].flip(0).long()
+    assert [int(tt) for _, tt in seen] == sub[:3].tolist()
+    if match_by == "sigma":
+        assert t0 != t and sub[0] == t0          # the two tables put the same σ at different timesteps
+    z0 = ac[sub[0]].sqrt().float() * x0 + (1 - ac[sub[0]]).sqrt().float() * n
+    assert torch.allclose(seen[0][0], z0, atol=1e-5)
+
+
+def test_official_timesteps_reach_the_guide_end_to_end(tiny_animatediff, tiny_modelscope, monkeypatch):
+    g_calls = spy_network(tiny_modelscope, monkeypatch)
+    CVK_VideoGuideSampler().sample(tiny_animatediff, guide=tiny_modelscope, **dict(ARGS, match_by="timestep", guide_grid=24))
+    grid = default_timesteps(10)
+    want = [int(v) for t in grid[:3] for v in torch.linspace(0, int(t), 25, dtype=torch.float64).round()[1:].flip(0)[:4]]
+    assert [int(t) for _, t, _ in g_calls] == want and want[:4] == [999, 957, 916, 874]
+
+
+def test_guide_goes_to_the_offload_device_after_the_guided_steps(tiny_animatediff, tiny_modelscope, monkeypatch):
+    sampler, guide = copy.deepcopy(tiny_animatediff), copy.deepcopy(tiny_modelscope)
+    mm = types.ModuleType("comfy.model_management")
+    mm.get_torch_device = lambda: torch.device("cpu")
+    mm.unet_offload_device = lambda: torch.device("meta")
+    mm.intermediate_device = lambda: torch.device("cpu")
+    mm.throw_exception_if_processing_interrupted = lambda: None
+    mm.soft_empty_cache = lambda force=False: None
+    comfy = types.ModuleType("comfy")
+    comfy.model_management = mm
+    monkeypatch.setitem(sys.modules, "comfy", comfy)
+    monkeypatch.setitem(sys.modules, "comfy.model_management", mm)
+    where = []
+    import consistent_video_kit.nodes.videoguide as vgn
+    real = vgn.step_callback
+
+    def watching(total, desc):
+        inner = real(total, desc)
+
+        def cb(i, x, x0, s):
+            where.append((i, next(guide.unet.parameters()).device.type, next(sampler.unet.parameters()).device.type))
+            return inner(i, x, x0, s)
+        return cb
+    monkeypatch.setattr(vgn, "step_callback", watching)
+    CVK_VideoGuideSampler().sample(sampler, guide=guide, **ARGS)
+    assert where[:3] == [(0, "cpu", "cpu"), (1, "cpu", "cpu"), (2, "cpu", "cpu")]
+    assert all(g == "meta" and s == "cpu" for i, g, s in where[3:])   # guide offloaded after step I = 3
+
+
+def test_self_guidance_needs_no_second_model(tiny_animatediff):
+    (a,) = CVK_VideoGuideSampler().sample(tiny_animatediff, **ARGS)
+    (b,) = CVK_VideoGuideSampler().sample(tiny_animatediff, guide=tiny_animatediff, **ARGS)
+    (c,) = CVK_TextToVideo().generate(tiny_animatediff, "a cat", "", 3, 10, "cfg", 7.5, "ddim", 0.0, 4, 64, 64)
+    assert torch.equal(a["samples"], b["samples"]) and torch.isfinite(a["samples"]).all()
+    assert not torch.equal(a["samples"], c["samples"])
+
+
+def test_errors(tiny_animatediff, tiny_modelscope):
+    other = copy.copy(tiny_modelscope)
+    other.latent_format = LatentFormat(4, 0.13025, 8)
+    cases = [
+        (dict(guide=other), "input 'guide' got", "a model in the sampler's latent space (4 channels, scaling 0.18215"),
+        (dict(guide=tiny_animatediff, frames=33), "input 'frames' got 33", "at most 32 frames"),
+        (dict(guide="vc2.ckpt"), "input 'guide' got 'vc2.ckpt'", "a CVK_VIDEO_MODEL"),
+        (dict(guided_steps=11), "input 'guided_steps' got 11", "at most steps (10)"),
+        (dict(guide_steps=9), "input 'guide_steps' got 9", "at most guide_grid (8)"),
+        (dict(steps=50, guided_steps=50, guide_grid=24), "input 'guided_steps' got 50",
+         "too low for a guide sub-grid of 24 points"),
+    ]
+    for change, head, tail in cases:
+        args = dict(ARGS, guide=tiny_modelscope)
+        args.update(change)
+        model = tiny_modelscope if change.get("frames") else tiny_animatediff
+        with pytest.raises(CVKInputError) as e:
+            CVK_VideoGuideSampler().sample(model, **args)
+        assert head in str(e.value) and tail in str(e.value), str(e.value)

@@ -6,6 +6,7 @@ import torch
 
 from .. import host
 from ..models.bundle import VideoModel
+from ..samplers.noise import SEED_MAX
 
 CATEGORY_ROOT = "Consistent Video Kit"  # nodes use f"{CATEGORY_ROOT}/<method>"
 VIDEO_MODEL = VideoModel.TYPE
@@ -62,6 +63,22 @@ def check_frames(node: str, frames: int, model: VideoModel, name: str = "frames"
     if model.max_frames is not None and frames > model.max_frames:
         raise CVKInputError(node, name, frames, f"at most {model.max_frames} frames for {model.name} "
                                                 f"(its motion module's position table)")
+
+
+def seed_input(default: int = 0, tooltip: str = "Noise seed; noise is drawn on the CPU, so a seed gives the same "
+                                                "video on any device."):
+    return ("INT", {"default": default, "min": 0, "max": SEED_MAX, "control_after_generate": True, "tooltip": tooltip})
+
+
+def video_size_inputs(frames: int = 16, width: int = 512, height: int = 512, note: str = "") -> dict:
+    """The ``frames``, ``width``, ``height`` inputs every generating node has (pixels, multiples of 8)."""
+    return {
+        "frames": ("INT", {"default": frames, "min": 1, "max": 1024, "tooltip": f"Number of video frames{note}."}),
+        "width": ("INT", {"default": width, "min": 8, "max": 4096, "step": 8,
+                          "tooltip": f"Width in pixels (multiple of 8){note}."}),
+        "height": ("INT", {"default": height, "min": 8, "max": 4096, "step": 8,
+                           "tooltip": f"Height in pixels (multiple of 8){note}."}),
+    }
 
 
 def step_callback(total: int, desc: str):

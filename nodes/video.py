@@ -9,11 +9,10 @@ from ..models.loaders import (ATTENTIONS, MOTION_FOLDER, PRECISIONS, LoadOptionE
                               load_animatediff, load_modelscope)
 from ..models.tiny import TINY_MODELS, tiny_model
 from ..samplers.guidance import GUIDANCE_MODES
-from ..samplers.noise import SEED_MAX
 from ..samplers.sampling import SAMPLERS, eta_for, sample
 from ..samplers.schedules import ScheduleError
 from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_latent, check_model, check_size,
-                     step_callback)
+                     seed_input, step_callback, video_size_inputs)
 
 UNTRAINED = " (untrained demo)"
 CATEGORY = f"{CATEGORY_ROOT}/video"
@@ -136,9 +135,7 @@ class CVK_TextToVideo:
                                   "tooltip": "What the video shows."}),
             "negative_prompt": ("STRING", {"multiline": True, "default": "",
                                            "tooltip": "What to steer away from (the unconditional branch)."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": SEED_MAX, "control_after_generate": True,
-                             "tooltip": "Noise seed; noise is drawn on the CPU, so a seed gives the same video on "
-                                        "any device."}),
+            "seed": seed_input(),
             "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip": "Denoising steps (model calls)."}),
             "guidance": (list(GUIDANCE_MODES), {"default": "cfg",
                                                 "tooltip": "cfg: classifier-free guidance. cfg++: x0 from the guided "
@@ -150,9 +147,7 @@ class CVK_TextToVideo:
                                          "tooltip": "ddim: uses eta (0 = deterministic). ddpm: ancestral, η = 1."}),
             "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
                               "tooltip": "DDIM η: 0 deterministic, 1 = DDPM-like. Only for sampler ddim."}),
-            "frames": ("INT", {"default": 16, "min": 1, "max": 1024, "tooltip": "Number of video frames."}),
-            "width": ("INT", {"default": 512, "min": 8, "max": 4096, "step": 8, "tooltip": "Width in pixels (multiple of 8)."}),
-            "height": ("INT", {"default": 512, "min": 8, "max": 4096, "step": 8, "tooltip": "Height in pixels (multiple of 8)."}),
+            **video_size_inputs(),
         }}
 
     def generate(self, model, prompt, negative_prompt, seed, steps, guidance, guidance_scale, sampler, eta,

@@ -6,11 +6,10 @@ from contextlib import ExitStack
 from .. import host
 from ..samplers.filters import FILTER_KINDS
 from ..samplers.guidance import GUIDANCE_MODES
-from ..samplers.noise import SEED_MAX
 from ..samplers.schedules import ScheduleError, sigma_grid
 from ..samplers.videoguide import MATCH_BY, VideoGuideSettings, default_timesteps, guide_denoiser, videoguide
 from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_model, check_size,
-                     step_callback)
+                     seed_input, step_callback, video_size_inputs)
 from .video import CVK_VideoModelLoader, load_video_model
 
 CATEGORY = f"{CATEGORY_ROOT}/VideoGuide"
@@ -56,9 +55,8 @@ class CVK_VideoGuideSampler:
                                   "tooltip": "What the video shows; each model encodes it with its own text encoder."}),
             "negative_prompt": ("STRING", {"multiline": True, "default": "",
                                            "tooltip": "The unconditional branch for both models (official: empty)."}),
-            "seed": ("INT", {"default": 42, "min": 0, "max": SEED_MAX, "control_after_generate": True,
-                             "tooltip": "Noise seed (official 42). The guide's re-noise and the filter have their own "
-                                        "generators derived from it."}),
+            "seed": seed_input(42, "Noise seed (official 42), as in Text to Video; the guide's re-noise and the "
+                                   "filter have their own generators derived from it."),
             "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampler steps N (official 50)."}),
             "guided_steps": ("INT", {"default": 5, "min": 0, "max": 1000,
                                      "tooltip": "I: the first I steps are guided (official 5, the first 10%)."}),
@@ -85,9 +83,7 @@ class CVK_VideoGuideSampler:
                 "How the two models meet. sigma: at the same noise level, each through its own noise table. "
                 "timestep (official code): the guide gets the sampler's integer timesteps and inputs built with "
                 "the sampler's table.")}),
-            "frames": ("INT", {"default": 16, "min": 1, "max": 1024, "tooltip": "Number of frames (official 16)."}),
-            "width": ("INT", {"default": 512, "min": 8, "max": 4096, "step": 8, "tooltip": "Width in pixels (official 512)."}),
-            "height": ("INT", {"default": 512, "min": 8, "max": 4096, "step": 8, "tooltip": "Height in pixels (official 512)."}),
+            **video_size_inputs(note="; official 16 frames at 512×512"),
             "grid": (list(GRIDS), {"default": "videoguide", "tooltip": (
                 "videoguide: the official round(linspace(0, 999, steps + 1)) timesteps, output the last x0. "
                 "model default: the sampler model's own scheduler grid (as Text to Video uses).")}),

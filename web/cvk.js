@@ -1,14 +1,15 @@
 // Consistent Video Kit frontend extension: small, dependency-free; nothing is loaded from the network.
-// Draws an "untrained demo" badge on the model loader while one of the tiny demo models is selected,
+// Draws an "untrained demo" badge on the model loaders while one of the tiny demo models is selected,
 // so a shared workflow never passes them off as real models. It never touches the node's title.
 import { app } from "../../scripts/app.js";
 
 const UNTRAINED = "(untrained demo)";
+const LOADERS = ["CVK_VideoModelLoader", "CVK_GuideModelLoader"];
 
 app.registerExtension({
   name: "ConsistentVideoKit.core",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== "CVK_VideoModelLoader") return;
+    if (!LOADERS.includes(nodeData.name)) return;
     const onDrawForeground = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function (ctx, ...rest) {
       const r = onDrawForeground?.apply(this, [ctx, ...rest]);

@@ -5,6 +5,7 @@ plain fallback, so the pack imports and runs without ComfyUI (tests, the headles
 - progress and interrupt: :class:`Progress`, :func:`check_interrupt`
 - model files: :func:`model_folders`, :func:`list_models`, :func:`find_model`, :func:`register_model_folder`
   (``folder_paths`` inside ComfyUI; otherwise ``CVK_MODELS_DIR`` laid out like ComfyUI's ``models/``)
+- user files: :func:`input_directory`, :func:`output_directory`
 - logging: :data:`log`
 """
 from __future__ import annotations
@@ -220,6 +221,18 @@ def comfy_resource_dir(*parts: str) -> Optional[str]:
         return None
     path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
     return path if os.path.isdir(path) else None
+
+
+def input_directory() -> str:
+    """ComfyUI's input folder; outside ComfyUI ``$CVK_INPUT_DIR`` or ``./input``."""
+    fp = _folder_paths()
+    return fp.get_input_directory() if fp is not None else os.environ.get("CVK_INPUT_DIR", os.path.abspath("input"))
+
+
+def output_directory() -> str:
+    """ComfyUI's output folder; outside ComfyUI ``$CVK_OUTPUT_DIR`` or ``./output``."""
+    fp = _folder_paths()
+    return fp.get_output_directory() if fp is not None else os.environ.get("CVK_OUTPUT_DIR", os.path.abspath("output"))
 
 
 class ModelFileNotFound(FileNotFoundError):

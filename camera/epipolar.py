@@ -46,8 +46,8 @@ def epipolar_bias(K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor, c2w
     token at S = 256). A frame whose cameras share their centre (F = 0, e.g. frame 0 of views with a common
     first camera) uses CVD's pseudo-line through each query token instead, ``(cos θ, sin θ, −(cos θ·x + sin θ·y))``,
     with one θ ~ U(0, π) per call from ``generator`` (horizontal, θ = π/2, when None). One batched pass;
-    F and the lines in float64, the (F, N, N) distances in float32 (float64 if ``dtype`` is), returned in
-    ``dtype``; never NaN."""
+    F and the lines in float64, the (F, N, N) distances in ``dtype`` (float32 for other dtypes), so float16
+    halves the memory; never NaN."""
     Fm = fundamental(K_a.to(torch.float64), c2w_a.to(torch.float64), K_b.to(torch.float64), c2w_b.to(torch.float64))
     p = token_centres(height, width, image_size)                                  # (N, 3)
     lines = torch.einsum("fij,nj->fni", Fm, p)                                    # (F, N, 3)
@@ -59,8 +59,14 @@ def epipolar_bias(K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor, c2w
         pseudo = torch.stack([torch.full_like(p[:, 0], c), torch.full_like(p[:, 0], s), -(c * p[:, 0] + s * p[:, 1])], -1)
         lines = torch.where(degenerate[:, None, None], pseudo[None], lines)
     lines = lines / (lines[..., :2].norm(dim=-1, keepdim=True) + 1e-6)            # |l·p| is now a distance
-    work = torch.float64 if dtype == torch.float64 else torch.float32
-    D = torch.bmm(lines.to(work), p.T.to(work).expand(lines.shape[0], 3, -1)).abs_()   # (F, N, N), the one big tensor
+    # the (F, N, N) distances are the one big tensor: computed directly in the output's precision (float32 for
+    # float32/float64-free requests, the half types as they are), in coordinates centred on the image so that
+    # |p| ≤ S/2 keeps half precision within ~0.06 px; float64 when float64 is asked for
+    cx, cy = image_size[1] / 2, image_size[0] / 2
+    q = p - torch.tensor([cx, cy, 0.0], dtype=torch.float64)                      # (x − cx, y − cy, 1)
+    lines = torch.cat([lines[..., :2], lines[..., :1] * cx + lines[..., 1:2] * cy + lines[..., 2:]], -1)
+    work = dtype if dtype in (torch.float64, torch.float16, torch.bfloat16) else torch.float32
+    D = torch.bmm(lines.to(work), q.T.to(work).expand(lines.shape[0], 3, -1)).abs_()   # (F, N, N)
     band = (PIXEL_BAND / (image_size[0] / 2)) * D.amax(dim=(1, 2), keepdim=True)  # (F, 1, 1)
     slope = torch.where(band > 0, PIXEL_BAND / torch.where(band > 0, band, torch.ones_like(band)), torch.zeros_like(band))
     return D.sub_(band).clamp_(min=0).mul_(-slope).to(dtype)   # 0 where the band is 0 (one token, or F = 0)

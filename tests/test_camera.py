@@ -210,3 +210,14 @@ def test_malformed_pose_files(text, msg):
     with pytest.raises(poses.PoseFileError, match=msg) as e:
         poses.parse_pose_text(text, "cam.txt")
     assert str(e.value).startswith("cam.txt")
+
+
+def test_half_precision_bias_stays_close():
+    """The distances are computed in the output's precision (half the memory for float16), in image-centred
+    coordinates; the result stays within a few storage steps of the float64 bias."""
+    p = tr.pattern("circle", 2, 4, 256, 256)
+    args = (p.K[0], p.c2w[0], p.K[1], p.c2w[1], 16, 16, (256, 256))
+    exact = epipolar.epipolar_bias(*args, dtype=torch.float64)
+    for dtype, tol in ((torch.float32, 1e-3), (torch.float16, 0.5), (torch.bfloat16, 4.0)):
+        got = epipolar.epipolar_bias(*args, dtype=dtype)
+        assert got.dtype == dtype and (got.double() - exact).abs().max() <= tol

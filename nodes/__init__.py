@@ -1,5 +1,6 @@
 """The ComfyUI face: one module per method, thin. Collects every module's node mappings."""
-from . import video, videoguide
+from . import camera, camera_preview, video, videoguide
 
-NODE_CLASS_MAPPINGS = {**video.NODE_CLASS_MAPPINGS, **videoguide.NODE_CLASS_MAPPINGS}
-NODE_DISPLAY_NAME_MAPPINGS = {**video.NODE_DISPLAY_NAME_MAPPINGS, **videoguide.NODE_DISPLAY_NAME_MAPPINGS}
+_MODULES = (video, videoguide, camera, camera_preview)
+NODE_CLASS_MAPPINGS = {k: v for m in _MODULES for k, v in m.NODE_CLASS_MAPPINGS.items()}
+NODE_DISPLAY_NAME_MAPPINGS = {k: v for m in _MODULES for k, v in m.NODE_DISPLAY_NAME_MAPPINGS.items()}

@@ -166,6 +166,7 @@ class CVK_SaveCameraPoses:
                    "(intrinsics normalised by the camera's own width and height, which go in the two slots).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ()
+    OUTPUT_TOOLTIPS = ()
     OUTPUT_NODE = True
     FUNCTION = "save"
     NODE = "CVK_SaveCameraPoses"

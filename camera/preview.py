@@ -1,0 +1,334 @@
+"""A picture of a ``CVK_CAMERA``: orthographic top / front / side panels of every view's camera path.
+
+Each panel shows, per view (one colour per view, from :data:`PALETTE`):
+
+- the camera centres as a polyline, getting brighter from the first frame to the last, with a filled dot
+  and a ``0`` label on frame 0 and an arrowhead (plus the last frame's index) at the last frame;
+- each frame's camera as a small frustum: apex at the camera centre, the four rays through the image
+  corners (from ``K`` and ``width × height``) cut at a depth proportional to the scene's extent, the image
+  rectangle, and a small triangle on the image's top edge (the camera's "up", −y in OpenCV);
+- a grid in world units (the zero lines brighter: the world origin), the panel's axes and a legend.
+
+Projections (world in OpenCV convention, x right, y down, z forward; screen rows grow downward):
+
+- ``top``: the x–z plane seen from above, looking along +y: x to the right, z up the panel;
+- ``front``: the x–y plane looking along +z (what an identity camera sees): x to the right, y down;
+- ``side``: the z–y plane looking along −x: z to the right, y down.
+
+Pure torch + numpy + PIL; deterministic (no randomness, a fixed font and palette).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .path import CameraPath
+
+PROJECTIONS = ("top", "front", "side")
+
+#: One colour per view (RGB 0..255), cycled when there are more views than colours.
+PALETTE = (
+    (66, 165, 245),    # blue
+    (255, 112, 67),    # orange
+    (102, 187, 106),   # green
+    (255, 202, 40),    # amber
+    (186, 104, 200),   # purple
+    (38, 198, 218),    # cyan
+    (236, 64, 122),    # pink
+    (212, 225, 87),    # lime
+)
+BACKGROUND = (18, 20, 24)
+GRID, GRID_ZERO = (36, 40, 48), (70, 76, 90)
+TEXT, TEXT_DIM = (225, 228, 235), (140, 146, 158)
+
+FRUSTUM_DEPTH = 0.1   # frustum depth as a fraction of the extent of the camera centres
+MAX_FRUSTUMS = 64     # per view; longer paths draw this many, evenly spaced, first and last always
+LEGEND_ROWS = 12      # legend entries shown before "+N more"
+_SS = 2               # supersampling factor (drawn at _SS × size, box-filtered down)
+
+
+@dataclass(frozen=True)
+class _Projection:
+    """World → panel: ``col = h_sign · p[h]``, ``row = v_sign · p[v]`` (rows grow downward)."""
+    h: int
+    h_sign: float
+    v: int
+    v_sign: float
+    title: str
+
+
+_PROJ = {
+    "top": _Projection(0, 1.0, 2, -1.0, "TOP  x-z, looking along +y (down)"),
+    "front": _Projection(0, 1.0, 1, 1.0, "FRONT  x-y, looking along +z"),
+    "side": _Projection(2, 1.0, 1, 1.0, "SIDE  z-y, looking along -x"),
+}
+_AXIS = "xyz"
+
+
+def parse_projections(projections) -> list[str]:
+    """``"top,front,side"`` (or a sequence of names) → a list of names from :data:`PROJECTIONS`."""
+    names = projections.split(",") if isinstance(projections, str) else list(projections)
+    names = [str(n).strip().lower() for n in names]
+    if not names or any(not n for n in names):
+        raise ValueError(f"projections must be a comma-separated list of names from {PROJECTIONS}, "
+                         f"got {projections!r}")
+    for n in names:
+        if n not in _PROJ:
+            raise ValueError(f"unknown projection {n!r} in {projections!r}; expected names from {PROJECTIONS}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"projections {projections!r} names a projection twice")
+    return names
+
+
+def frustum_points(path: CameraPath) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """World points of every frame's camera drawing.
+
+    Returns ``centres`` ``(V, F, 3)``, ``shape`` ``(V, F, 7, 3)`` (image corners top-left, top-right,
+    bottom-right, bottom-left, then the "up" triangle: left, tip, right) and the frustum depth used.
+    """
+    K, c2w = path.K, path.c2w
+    if not (torch.isfinite(K).all() and torch.isfinite(c2w).all()):
+        raise ValueError("camera path has non-finite values in K or c2w")
+    centres = c2w[..., :3, 3]
+    lo, hi = centres.reshape(-1, 3).min(0).values, centres.reshape(-1, 3).max(0).values
+    extent = float((hi - lo).max())
+    scale = float(centres.abs().max()) + 1.0
+    if not extent > 1e-9 * scale:      # all cameras at one place: frustums of unit-scene size
+        extent = 1.0
+    depth = FRUSTUM_DEPTH * extent
+
+    w, h = float(path.width), float(path.height)
+    pix = torch.tensor([[0, 0], [w, 0], [w, h], [0, h],
+                        [0.3 * w, 0], [0.5 * w, -0.25 * h], [0.7 * w, 0]], dtype=torch.float64)
+    pix = torch.cat([pix, torch.ones(len(pix), 1, dtype=torch.float64)], 1)          # (7, 3)
+    det = torch.linalg.det(K)
+    if not (det.abs() > 0).all():
+        v, f = [int(i) for i in torch.nonzero(~(det.abs() > 0))[0]]
+        raise ValueError(f"camera path: K of view {v}, frame {f} is singular: {K[v, f].tolist()}")
+    rays = torch.einsum("vfij,kj->vfki", torch.linalg.inv(K), pix)                   # (V, F, 7, 3)
+    z = rays[..., 2:3]
+    z = torch.where(z.abs() > 1e-12, z, torch.ones_like(z))
+    pts_cam = rays / z * depth
+    pts = torch.einsum("vfij,vfkj->vfki", c2w[..., :3, :3], pts_cam) + centres[:, :, None, :]
+    return centres, pts, depth
+
+
+def _font(px: int):
+    try:
+        return ImageFont.load_default(size=px)
+    except TypeError:    # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _mix(c, a: float) -> tuple[int, int, int]:
+    """``a`` of colour ``c`` over the background."""
+    return tuple(int(round(b + (x - b) * a)) for x, b in zip(c, BACKGROUND))
+
+
+def _nice_step(span: float) -> float:
+    raw = span / 6.0
+    e = 10.0 ** math.floor(math.log10(raw))
+    for m in (1.0, 2.0, 5.0, 10.0):
+        if raw <= m * e:
+            return m * e
+    return 10.0 * e
+
+
+def _frame_indices(frames: int) -> list[int]:
+    if frames <= MAX_FRUSTUMS:
+        return list(range(frames))
+    return sorted({int(round(i * (frames - 1) / (MAX_FRUSTUMS - 1))) for i in range(MAX_FRUSTUMS)})
+
+
+def _text(draw, xy, s, font, fill):
+    draw.text((float(xy[0]), float(xy[1])), s, font=font, fill=fill)
+
+
+def _text_size(draw, s, font):
+    l, t, r, b = draw.textbbox((0, 0), s, font=font)
+    return r - l, b - t, t
+
+
+def _arrow_head(draw, tip, direction, size, fill):
+    d = np.asarray(direction, dtype=np.float64)
+    n = float(np.hypot(*d))
+    if not n > 1e-9:
+        return
+    d = d / n
+    p = np.array([-d[1], d[0]])
+    tip = np.asarray(tip, dtype=np.float64)
+    base = tip - d * size
+    pts = [tuple(tip), tuple(base + p * size * 0.5), tuple(base - p * size * 0.5)]
+    draw.polygon([(float(x), float(y)) for x, y in pts], fill=fill)
+
+
+def _panel(path: CameraPath, name: str, size: int, centres: np.ndarray, shapes: np.ndarray,
+           first: bool) -> Image.Image:
+    """One ``size × size`` panel (drawn at ``_SS × size``, returned at that resolution)."""
+    pr = _PROJ[name]
+    S = size * _SS
+    u = S / 512.0                                    # one "design pixel" at 512
+    img = Image.new("RGB", (S, S), BACKGROUND)
+    draw = ImageDraw.Draw(img)
+    font = _font(max(9 * _SS, int(round(13 * u))))
+    small = _font(max(8 * _SS, int(round(11 * u))))
+
+    def proj(p):       # (..., 3) world → (..., 2) panel units (not yet scaled)
+        return np.stack([pr.h_sign * p[..., pr.h], pr.v_sign * p[..., pr.v]], -1)
+
+    c2 = proj(centres)                               # (V, F, 2)
+    s2 = proj(shapes)                                # (V, F, 7, 2)
+    allp = np.concatenate([c2.reshape(-1, 2), s2.reshape(-1, 2)], 0)
+    lo, hi = allp.min(0), allp.max(0)
+    mid = (lo + hi) / 2
+    span = float(max(hi[0] - lo[0], hi[1] - lo[1]))
+    if not span > 1e-12 * (1.0 + float(np.abs(allp).max())):
+        span = 1.0
+
+    header = max(16 * _SS, int(round(30 * u)))
+    margin = max(8 * _SS, int(round(0.08 * S)))
+    box_l, box_t, box_r, box_b = margin, header + margin, S - margin, S - margin
+    box_c = np.array([(box_l + box_r) / 2, (box_t + box_b) / 2])
+    scale = min(box_r - box_l, box_b - box_t) / span
+
+    def to_px(q):
+        return (np.asarray(q) - mid) * scale + box_c
+
+    # grid in world units; the zero lines (world origin) brighter
+    step = _nice_step(max(S, S - header) / scale)
+    for axis in (0, 1):
+        lo_w = mid[axis] + (0 - box_c[axis]) / scale
+        hi_w = mid[axis] + (S - box_c[axis]) / scale
+        k0, k1 = math.ceil(lo_w / step), math.floor(hi_w / step)
+        for k in range(k0, k1 + 1):
+            pos = (k * step - mid[axis]) * scale + box_c[axis]
+            colour = GRID_ZERO if k == 0 else GRID
+            if axis == 0:
+                draw.line([(pos, header), (pos, S)], fill=colour, width=max(1, _SS // 2 + (k == 0)))
+            else:
+                if pos >= header:
+                    draw.line([(0, pos), (S, pos)], fill=colour, width=max(1, _SS // 2 + (k == 0)))
+
+    V, F = centres.shape[:2]
+    frames = _frame_indices(F)
+    w_path = max(2.0 * _SS, 3.0 * u)
+    w_fr = max(1.0 * _SS, 1.4 * u)
+    r_dot = max(3.0 * _SS, 5.5 * u)
+    head = max(7.0 * _SS, 13.0 * u)
+    for v in range(V):
+        colour = PALETTE[v % len(PALETTE)]
+        ramp = (lambda f: 1.0) if F == 1 else (lambda f: f / (F - 1))
+        pc = to_px(c2[v])                            # (F, 2)
+        ps = to_px(s2[v])                            # (F, 7, 2)
+        for f in frames:
+            col = _mix(colour, 0.4 + 0.6 * ramp(f))
+            apex = tuple(pc[f])
+            c = [tuple(x) for x in ps[f]]
+            width = int(round(w_fr))
+            for k in range(4):
+                draw.line([apex, c[k]], fill=col, width=width)
+            draw.line([c[0], c[1], c[2], c[3], c[0]], fill=col, width=width, joint="curve")
+            draw.line([c[4], c[5], c[6]], fill=col, width=width, joint="curve")
+        for f in range(1, F):
+            draw.line([tuple(pc[f - 1]), tuple(pc[f])], fill=_mix(colour, 0.5 + 0.5 * ramp(f)),
+                      width=int(round(w_path)))
+        # last frame: an arrowhead along the last segment of non-zero length (none for a still camera)
+        if F > 1:
+            last = pc[-1]
+            for f in range(F - 2, -1, -1):
+                d = last - pc[f]
+                if np.hypot(*d) > 0.5 * head:
+                    _arrow_head(draw, last, d, head, colour)
+                    break
+            lw, lh, lt = _text_size(draw, str(F - 1), small)
+            _text(draw, (last[0] + r_dot + 2 * u, last[1] + r_dot - lt), str(F - 1), small, colour)
+        x, y = pc[0]
+        draw.ellipse([x - r_dot, y - r_dot, x + r_dot, y + r_dot], fill=colour, outline=TEXT,
+                     width=max(1, int(round(0.8 * u))))
+        _, lh, lt = _text_size(draw, "0", small)
+        _text(draw, (x + r_dot + 2 * u, y - r_dot - lh - lt), "0", small, TEXT)
+
+    # axes: +h to the right, +v up (top) or down (front, side), from a corner of the plot area
+    g = max(22.0 * _SS, 40.0 * u)
+    ox = 14.0 * u + 2 * _SS
+    oy = (S - 14.0 * u - 2 * _SS) if pr.v_sign < 0 else (header + 14.0 * u + 2 * _SS)
+    vy = oy - g if pr.v_sign < 0 else oy + g
+    aw = max(1, int(round(1.6 * u)))
+    draw.line([(ox, oy), (ox + g, oy)], fill=TEXT, width=aw)
+    draw.line([(ox, oy), (ox, vy)], fill=TEXT, width=aw)
+    _arrow_head(draw, (ox + g, oy), (1, 0), 7 * u, TEXT)
+    _arrow_head(draw, (ox, vy), (0, vy - oy), 7 * u, TEXT)
+    hl, vl = "+" + _AXIS[pr.h], "+" + _AXIS[pr.v]
+    tw, th, tt = _text_size(draw, hl, font)
+    _text(draw, (ox + g + 5 * u, oy - th / 2 - tt), hl, font, TEXT)
+    tw, th, tt = _text_size(draw, vl, font)
+    _text(draw, (ox - tw / 2, (vy - th - tt - 4 * u) if pr.v_sign < 0 else (vy + 4 * u - tt)), vl, font, TEXT)
+
+    # header: title, grid step
+    draw.rectangle([0, 0, S, header], fill=(28, 31, 37))
+    _, th, tt = _text_size(draw, pr.title, font)
+    _text(draw, (8 * u, (header - th) / 2 - tt), pr.title, font, TEXT)
+    gs = f"grid {step:g}"
+    tw, th, tt = _text_size(draw, gs, small)
+    _text(draw, (S - tw - 8 * u, (header - th) / 2 - tt), gs, small, TEXT_DIM)
+
+    if first:
+        _legend(draw, path, S, header, u, font, small)
+    draw.line([(S - 1, 0), (S - 1, S)], fill=(50, 54, 62), width=max(1, _SS // 2))   # panel separator
+    return img
+
+
+def _legend(draw, path: CameraPath, S: int, header: int, u: float, font, small):
+    V, F = path.views, path.frames
+    rows = [f"view {v}" for v in range(min(V, LEGEND_ROWS))]
+    more = V - len(rows)
+    if more:
+        rows[-1] = f"+{more + 1} more (view {LEGEND_ROWS - 1}..{V - 1})"
+    info = f"{V} view{'s' * (V != 1)} x {F} frame{'s' * (F != 1)}, {path.width}x{path.height}"
+    _, lh, _ = _text_size(draw, "view 0", font)
+    row_h = lh + 6 * u
+    sw = 12 * u
+    widths = [_text_size(draw, r, font)[0] for r in rows] + [_text_size(draw, info, small)[0] - sw - 6 * u]
+    bw = sw + 6 * u + max(widths) + 16 * u
+    bh = row_h * (len(rows) + 1) + 12 * u
+    x0, y0 = S - bw - 8 * u, header + 8 * u
+    draw.rectangle([x0, y0, x0 + bw, y0 + bh], fill=(26, 29, 35), outline=(60, 65, 75), width=max(1, _SS // 2))
+    for i, r in enumerate(rows):
+        y = y0 + 8 * u + i * row_h
+        colour = PALETTE[i % len(PALETTE)] if not (more and i == len(rows) - 1) else TEXT_DIM
+        draw.rectangle([x0 + 8 * u, y + 1 * u, x0 + 8 * u + sw, y + 1 * u + sw], fill=colour)
+        _, th, tt = _text_size(draw, r, font)
+        _text(draw, (x0 + 8 * u + sw + 6 * u, y + 1 * u + sw / 2 - th / 2 - tt), r, font, TEXT)
+    _, th, tt = _text_size(draw, info, small)
+    _text(draw, (x0 + 8 * u, y0 + 8 * u + len(rows) * row_h + 2 * u - tt), info, small, TEXT_DIM)
+
+
+def render_preview(path: CameraPath, size: int = 512, projections: str = "top,front,side") -> torch.Tensor:
+    """Orthographic panels of a camera path, side by side.
+
+    Args:
+        path: the cameras, ``V`` views × ``F`` frames.
+        size: each panel is ``size × size`` pixels (at least 64).
+        projections: comma-separated names from :data:`PROJECTIONS`, one panel each, in that order.
+
+    Returns:
+        An IMAGE tensor ``(1, size, n · size, 3)``, float32 in ``[0, 1]`` (``n`` panels).
+    """
+    if not isinstance(path, CameraPath):
+        raise TypeError(f"render_preview needs a CameraPath, got {type(path).__name__}")
+    names = parse_projections(projections)
+    if int(size) != size or size < 64:
+        raise ValueError(f"preview size must be an integer of at least 64 pixels, got {size!r}")
+    size = int(size)
+    centres, shapes, _ = frustum_points(path)
+    centres, shapes = centres.numpy(), shapes.numpy()
+    out = Image.new("RGB", (size * _SS * len(names), size * _SS), BACKGROUND)
+    for i, name in enumerate(names):
+        out.paste(_panel(path, name, size, centres, shapes, first=(i == 0)), (i * size * _SS, 0))
+    out = out.resize((size * len(names), size), Image.Resampling.BOX)
+    arr = np.asarray(out, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr.copy())[None]

@@ -1,0 +1,327 @@
+"""Camera path preview: the IMAGE panels (camera/preview.py), the node, and the 3-D frontend (web/)."""
+import json
+import math
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from consistent_video_kit.camera.path import CameraPath
+from consistent_video_kit.camera.preview import PALETTE, PROJECTIONS, frustum_points, render_preview
+from consistent_video_kit.nodes.camera_preview import (NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS,
+                                                       CVK_CameraPreview)
+from consistent_video_kit.nodes.common import CVKInputError
+from cvk_testkit import ROOT
+from cvk_testkit.executor import input_specs
+
+K256 = torch.tensor([[200.0, 0.0, 128.0], [0.0, 200.0, 128.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+def look_at(eye, target=(0.0, 0.0, 0.0), up=(0.0, -1.0, 0.0)) -> torch.Tensor:
+    """OpenCV camera-to-world (x right, y down, z forward) at ``eye`` looking at ``target``."""
+    eye, target, up = (torch.tensor(v, dtype=torch.float64) for v in (eye, target, up))
+    z = target - eye
+    z = z / z.norm()
+    x = torch.linalg.cross(z, up)
+    x = x / x.norm()
+    y = torch.linalg.cross(z, x)
+    m = torch.eye(4, dtype=torch.float64)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, eye
+    return m
+
+
+def orbit(views: int, frames: int, radius: float = 2.5) -> CameraPath:
+    """Each view an arc of cameras at height −0.8·v (y is down) looking at the origin."""
+    c2w = torch.stack([torch.stack([
+        look_at((radius * math.sin(a), -0.8 * v - 0.3, -radius * math.cos(a)))
+        for a in [-0.6 + 1.2 * f / max(frames - 1, 1) + 0.3 * v for f in range(frames)]]) for v in range(views)])
+    return CameraPath(K256.expand(views, frames, 3, 3).clone(), c2w, 256, 256)
+
+
+def still(rotations) -> CameraPath:
+    """One view, all frames at the origin (zero extent), turned by the given 3×3 rotations."""
+    c2w = torch.eye(4, dtype=torch.float64).repeat(1, len(rotations), 1, 1)
+    for f, r in enumerate(rotations):
+        c2w[0, f, :3, :3] = torch.as_tensor(r, dtype=torch.float64)
+    return CameraPath(K256.expand(1, len(rotations), 3, 3).clone(), c2w, 256, 256)
+
+
+def yaw(angle: float) -> torch.Tensor:
+    """Rotation about the y axis: yaw(0) looks along +z, yaw(π/2) along +x, yaw(π) along −z."""
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.tensor([[c, 0, s], [0, 1, 0], [-s, 0, c]], dtype=torch.float64)
+
+
+def colour_mask(img: torch.Tensor, rgb, tol: float = 4 / 255) -> np.ndarray:
+    """(H, W) pixels within ``tol`` of a palette colour."""
+    target = torch.tensor(rgb, dtype=torch.float32) / 255
+    return ((img[0] - target).abs().amax(-1) <= tol).numpy()
+
+
+def panel(img: torch.Tensor, i: int, size: int) -> torch.Tensor:
+    return img[:, :, i * size:(i + 1) * size]
+
+
+@pytest.mark.parametrize("views,frames", [(2, 16), (1, 1)])
+def test_preview_is_an_image(views, frames):
+    img = render_preview(orbit(views, frames), 256)
+    assert img.shape == (1, 256, 3 * 256, 3) and img.dtype == torch.float32
+    assert torch.isfinite(img).all() and img.min() >= 0 and img.max() <= 1
+    # the cameras are drawn in every panel: view 0's colour (its frame-0 dot) is there, not just background
+    for i in range(3):
+        assert colour_mask(panel(img, i, 256), PALETTE[0]).sum() >= 10, f"panel {i} shows no camera"
+
+
+def test_preview_is_deterministic():
+    path = orbit(2, 8)
+    assert torch.equal(render_preview(path, 192), render_preview(path, 192))
+
+
+def test_projections_choose_the_panels():
+    path = orbit(2, 6)
+    three = render_preview(path, 128, "top,front,side")
+    two = render_preview(path, 128, "top,side")
+    assert three.shape == (1, 128, 384, 3) and two.shape == (1, 128, 256, 3)
+    assert torch.equal(three[:, :, :128], two[:, :, :128])         # same top panel first
+    assert torch.equal(three[:, :, 256:], two[:, :, 128:])          # the side panel second
+    assert not torch.equal(three[:, :, 128:256], two[:, :, 128:])   # front ≠ side
+    assert PROJECTIONS == ("top", "front", "side")
+    with pytest.raises(ValueError, match=r"unknown projection 'back'.*\('top', 'front', 'side'\)"):
+        render_preview(path, 128, "top,back")
+    with pytest.raises(ValueError, match="twice"):
+        render_preview(path, 128, "top,top")
+    with pytest.raises(ValueError, match="comma-separated"):
+        render_preview(path, 128, "")
+
+
+def test_views_get_their_own_colours():
+    # front panel (no legend there): view 1's colour only when there is a view 1; view 0's in both
+    one = panel(render_preview(orbit(1, 8), 256), 1, 256)
+    two = panel(render_preview(orbit(2, 8), 256), 1, 256)
+    assert colour_mask(one, PALETTE[0]).sum() >= 10 and colour_mask(two, PALETTE[0]).sum() >= 10
+    assert colour_mask(one, PALETTE[1]).sum() == 0
+    assert colour_mask(two, PALETTE[1]).sum() >= 10
+    assert not torch.equal(one, two)
+
+
+def test_frustum_geometry_points_where_the_camera_looks():
+    path = still([yaw(0.0), yaw(math.pi / 2)])          # looking along +z, then along +x
+    centres, shape, depth = frustum_points(path)
+    assert centres.abs().max() == 0 and depth == pytest.approx(0.1)   # zero extent: unit-scene frustums
+    corners = shape[0, :, :4]
+    assert torch.allclose(corners[0, :, 2], torch.full((4,), depth, dtype=torch.float64))     # +z
+    assert torch.allclose(corners[1, :, 0], torch.full((4,), depth, dtype=torch.float64))     # +x
+    # image corner (0, 0) is top-left: −x, −y in the camera; the "up" triangle's tip is above (−y) the top edge
+    assert corners[0, 0, 0] < 0 and corners[0, 0, 1] < 0 and corners[0, 2, 0] > 0 and corners[0, 2, 1] > 0
+    assert shape[0, 0, 5, 1] < shape[0, 0, 0, 1]
+    assert torch.allclose(corners[0, 0, :2], torch.tensor([-128 / 200 * depth] * 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("angle,opens_right", [(0.0, True), (math.pi, False)])
+def test_frustum_is_drawn_toward_the_view_direction(angle, opens_right):
+    # side panel: z to the right. A camera looking along +z opens to the right of its dot, along −z to the left.
+    img = panel(render_preview(still([yaw(angle)]), 256, "front,side"), 1, 256)
+    exact = colour_mask(img, PALETTE[0], tol=2 / 255)
+    dot = exact.copy()           # the filled frame-0 dot: exact colour with all 8 neighbours (lines are thinner)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            dot[1:-1, 1:-1] &= exact[1 + dy:exact.shape[0] - 1 + dy, 1 + dx:exact.shape[1] - 1 + dx]
+    dot[[0, -1]] = dot[:, [0, -1]] = False
+    rows, cols = np.nonzero(dot)
+    assert 1 <= len(cols) <= 60 and np.ptp(cols) <= 8 and np.ptp(rows) <= 8
+    cx, cy = cols.mean(), rows.mean()
+    rgb = img[0].numpy()
+    blue = (rgb[..., 2] - rgb[..., 0] > 0.25) & (rgb[..., 2] > 0.5)      # view 0's lines, not text/grid
+    r, c = np.nonzero(blue)
+    near = np.abs(r - cy) < 100
+    right, left = (c[near] > cx + 8).sum(), (c[near] < cx - 8).sum()
+    assert (right > 5 * max(left, 1)) if opens_right else (left > 5 * max(right, 1)), (left, right)
+
+
+def test_zero_extent_path_draws_without_nan():
+    path = still([yaw(a) for a in (0.0, 0.4, 0.8, 1.2)])    # a pan: all cameras at one place
+    assert torch.equal(path.c2w[0, :, :3, 3], torch.zeros(4, 3, dtype=torch.float64))
+    img = render_preview(path, 128)
+    assert img.shape == (1, 128, 384, 3) and not torch.isnan(img).any()
+    assert colour_mask(panel(img, 1, 128), PALETTE[0]).sum() > 0
+
+
+def test_unusable_paths_are_refused():
+    bad = orbit(1, 2)
+    c2w = bad.c2w.clone()
+    c2w[0, 1, 0, 3] = float("nan")
+    with pytest.raises(ValueError, match="non-finite"):
+        render_preview(CameraPath(bad.K, c2w, 256, 256))
+    K = bad.K.clone()
+    K[0, 1] = 0
+    with pytest.raises(ValueError, match="view 0, frame 1 is singular"):
+        render_preview(CameraPath(K, bad.c2w, 256, 256))
+    with pytest.raises(ValueError, match="at least 64"):
+        render_preview(bad, 32)
+
+
+def test_node_returns_the_image_and_the_camera_for_the_3d_view():
+    path = orbit(2, 5)
+    out = CVK_CameraPreview().preview(path, 128, "top,front")
+    assert set(out) == {"ui", "result"}
+    (camera_json,) = out["ui"]["cvk_camera"]
+    assert camera_json == path.to_json()
+    json.dumps(out["ui"])                                                  # what ComfyUI sends must be JSON
+    (image,) = out["result"]
+    assert torch.equal(image, render_preview(path, 128, "top,front"))
+    assert image.shape == (1, 128, 256, 3)
+
+
+def test_node_definition():
+    assert NODE_CLASS_MAPPINGS == {"CVK_CameraPreview": CVK_CameraPreview}
+    assert NODE_DISPLAY_NAME_MAPPINGS == {"CVK_CameraPreview": "Camera Preview (CVK)"}
+    cls = CVK_CameraPreview
+    assert cls.CATEGORY == "Consistent Video Kit/camera" and cls.OUTPUT_NODE is True and cls.DESCRIPTION
+    assert cls.RETURN_TYPES == ("IMAGE",) and cls.RETURN_NAMES == ("preview",) and len(cls.OUTPUT_TOOLTIPS) == 1
+    specs = input_specs(cls)
+    assert list(specs) == ["camera", "size", "projections"]
+    assert all(opts.get("tooltip") for _kind, opts, _req in specs.values())
+    assert specs["camera"][0] == "CVK_CAMERA"
+    size = specs["size"][1]
+    assert (size["default"], size["min"], size["max"], size["step"]) == (512, 128, 2048, 64)
+    assert specs["projections"][0] == ["top,front,side", "top,front", "top,side", "front,side"]
+
+
+def test_node_errors_name_the_input():
+    node = CVK_CameraPreview()
+    with pytest.raises(CVKInputError, match=r"^CVK_CameraPreview: input 'camera' got a dict with keys \['samples'\]; "
+                                            r"expected a CVK_CAMERA"):
+        node.preview({"samples": torch.zeros(1)}, 512, "top,front,side")
+    with pytest.raises(CVKInputError, match=r"^CVK_CameraPreview: input 'camera' got a tensor of shape \(4, 4\); expected a CVK_CAMERA"):
+        node.preview(torch.eye(4), 512, "top,front,side")
+    with pytest.raises(CVKInputError, match=r"input 'size' got 4096; expected an integer from 128 to 2048"):
+        node.preview(orbit(1, 2), 4096, "top,front,side")
+    with pytest.raises(CVKInputError, match=r"input 'projections' got 'top,back'; expected one of"):
+        node.preview(orbit(1, 2), 512, "top,back")
+    K = orbit(1, 2).K.clone()
+    K[0, 0] = 0
+    with pytest.raises(CVKInputError, match=r"input 'camera' got a CameraPath object: .*singular"):
+        node.preview(CameraPath(K, orbit(1, 2).c2w, 256, 256), 128, "top,front")
+
+
+# ---- the frontend extension, run in Node with a stand-in app, DOM and 2-D context --------------------------
+
+JS = os.path.join(str(ROOT), "web", "camera_preview.js")
+
+HOOKS = """
+export async function resolve(specifier, context, next) {
+  if (specifier.endsWith("/scripts/app.js"))
+    return { url: "data:text/javascript,export const app = globalThis.__app;", shortCircuit: true };
+  return next(specifier, context);
+}
+"""
+
+DRIVER = r"""
+import { register } from "node:module";
+import { pathToFileURL } from "node:url";
+register("./hooks.mjs", import.meta.url);
+const [jsPath, camPath] = process.argv.slice(2);
+const fs = await import("node:fs");
+const cam = JSON.parse(fs.readFileSync(camPath, "utf8"));
+globalThis.window = globalThis;
+globalThis.devicePixelRatio = 1;
+globalThis.requestAnimationFrame = (cb) => setTimeout(() => cb(0), 0);
+globalThis.__app = { exts: [], registerExtension(e) { this.exts.push(e); } };
+const strokes = new Set();
+function makeCtx() {
+  const state = {};
+  return new Proxy(state, {
+    get(t, k) {
+      if (k === "measureText") return (s) => ({ width: 6 * String(s).length });
+      if (k === "stroke") return () => strokes.add(t.strokeStyle);
+      if (k in t) return t[k];
+      return () => {};
+    },
+    set(t, k, v) { t[k] = v; return true; },
+  });
+}
+const listeners = {};
+const canvas = {
+  style: {}, width: 0, height: 0, clientWidth: 400, clientHeight: 260,
+  addEventListener(type, f) { listeners[type] = f; },
+  getContext() { return this.ctx ??= makeCtx(); },
+  setPointerCapture() {}, releasePointerCapture() {},
+  getBoundingClientRect() { return { left: 0, top: 0, width: 400, height: 260 }; },
+};
+globalThis.document = { createElement: (tag) => (tag === "canvas" ? canvas : {}) };
+await import(pathToFileURL(jsPath).href);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const ext = globalThis.__app.exts[0];
+function NodeType() {}
+let chained = 0;
+NodeType.prototype.onExecuted = function () { chained++; };
+await ext.beforeRegisterNodeDef(NodeType, { name: "CVK_CameraPreview" });
+const node = new NodeType();
+node.size = [300, 120];
+node.widgets = [];
+node.setSize = (s) => { node.size = s; };
+node.computeSize = () => [300, 400];
+const widgets = [];
+node.addDOMWidget = (name, type, el, opts) => { widgets.push({ name, type, serialize: opts.serialize, minH: opts.getMinHeight() }); return {}; };
+const out = { name: ext.name };
+node.onExecuted({ cvk_camera: [cam] });
+await sleep(20);
+out.afterExec = globalThis.__CVK_CAMERA_PREVIEW_DRAWN__ ?? 0;
+const ev = (x, y) => ({ clientX: x, clientY: y, pointerId: 1, type: "", stopPropagation() {}, preventDefault() {} });
+listeners.pointerdown(ev(100, 100));
+listeners.pointermove(ev(160, 120));
+listeners.pointerup({ ...ev(160, 120), type: "pointerup" });
+await sleep(20);
+out.afterDrag = globalThis.__CVK_CAMERA_PREVIEW_DRAWN__;
+node.onExecuted({ cvk_camera: [cam] });
+node.onExecuted({});
+await sleep(20);
+out.afterSecondExec = globalThis.__CVK_CAMERA_PREVIEW_DRAWN__;
+out.chained = chained;
+out.widgets = widgets;
+out.nodeSize = node.size;
+out.canvas = [canvas.width, canvas.height];
+out.strokes = [...strokes];
+// no addDOMWidget: drawn in onDrawForeground instead
+const old = new NodeType();
+old.size = [300, 120];
+old.widgets = [{ name: "size", last_y: 4 }, { name: "projections", last_y: 28 }];
+old.setSize = (s) => { old.size = s; };
+old.onExecuted({ cvk_camera: [cam] });
+const before = globalThis.__CVK_CAMERA_PREVIEW_DRAWN__;
+old.onDrawForeground(makeCtx());
+out.fallbackDrew = globalThis.__CVK_CAMERA_PREVIEW_DRAWN__ - before;
+out.fallbackSize = old.size;
+console.log(JSON.stringify(out));
+"""
+
+
+def test_js_has_no_network_or_third_party_imports():
+    src = open(JS, encoding="utf-8").read()
+    imports = [line for line in src.splitlines() if line.startswith("import ")]
+    assert imports == ['import { app } from "../../scripts/app.js";']
+    assert "http://" not in src and "https://" not in src and "fetch(" not in src
+    assert 'name: "ConsistentVideoKit.cameraPreview"' in src
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed: the frontend is not run")
+def test_js_extension_draws_the_camera_and_redraws_on_drag(tmp_path):
+    (tmp_path / "hooks.mjs").write_text(HOOKS)
+    (tmp_path / "driver.mjs").write_text(DRIVER)
+    (tmp_path / "cam.json").write_text(json.dumps(orbit(2, 6).to_json()))
+    run = subprocess.run(["node", str(tmp_path / "driver.mjs"), JS, str(tmp_path / "cam.json")],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["name"] == "ConsistentVideoKit.cameraPreview"
+    assert out["chained"] == 3                                            # the existing onExecuted still runs
+    assert out["widgets"] == [{"name": "camera3d", "type": "canvas", "serialize": False, "minH": 260}]  # added once
+    assert out["afterExec"] >= 1 and out["afterDrag"] > out["afterExec"] and out["afterSecondExec"] > out["afterDrag"]
+    assert out["canvas"] == [400, 260] and out["nodeSize"][1] >= 400
+    for rgb in PALETTE[:2]:                                               # both views drawn in their colours
+        assert f"rgb({','.join(map(str, rgb))})" in out["strokes"]
+    assert f"rgb({','.join(map(str, PALETTE[2]))})" not in out["strokes"]
+    assert out["fallbackDrew"] == 1 and out["fallbackSize"][1] >= 260

@@ -33,16 +33,20 @@ def main() -> int:
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     DIRS.output = DIRS.temp = out
+    os.environ["CVK_OUTPUT_DIR"] = out        # where the pack's own savers write outside ComfyUI
     with open(os.path.join(ROOT, "tests", "workflows", args.workflow + "_api.json")) as f:
         prompt = json.load(f)
     t0 = time.time()
     results = Executor({**pack.NODE_CLASS_MAPPINGS, **CORE_NODES}).run(prompt)
-    files = [img["filename"] for r in results.values() if r["ui"] for img in r["ui"]["images"]]
-    frames = [Image.open(os.path.join(out, f)).convert("RGB") for f in files]
-    gif = os.path.join(out, args.workflow + ".gif")
-    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=125, loop=0)
-    print(f"ran {args.workflow} in {time.time() - t0:.1f} s (tiny UNTRAINED demo model: expect noise-like frames)")
-    print(f"{len(files)} frames and the animated preview {os.path.basename(gif)} are in {out}")
+    files = [img["filename"] for r in results.values() if r["ui"] for img in r["ui"].get("images", [])]
+    print(f"ran {args.workflow} in {time.time() - t0:.1f} s (tiny UNTRAINED demo models: expect noise-like frames)")
+    if len(files) > 1:
+        frames = [Image.open(os.path.join(out, f)).convert("RGB") for f in files]
+        gif = os.path.join(out, args.workflow + ".gif")
+        frames[0].save(gif, save_all=True, append_images=frames[1:], duration=125, loop=0)
+        print(f"{len(files)} frames and the animated preview {os.path.basename(gif)} are in {out}")
+    else:
+        print(f"{', '.join(files) or 'the outputs'} are in {out}")
     return 0
 
 

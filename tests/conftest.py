@@ -42,4 +42,6 @@ def comfy_dirs(tmp_path, monkeypatch):
     for name in ("output", "temp", "input"):
         (tmp_path / name).mkdir()
         monkeypatch.setattr(DIRS, name, str(tmp_path / name))
+    monkeypatch.setenv("CVK_INPUT_DIR", str(tmp_path / "input"))     # the pack's own file nodes (host.py)
+    monkeypatch.setenv("CVK_OUTPUT_DIR", str(tmp_path / "output"))
     return tmp_path

@@ -1,6 +1,6 @@
 """The ComfyUI face: one module per method, thin. Collects every module's node mappings."""
-from . import camera, camera_preview, i4vgen, video, videoguide
+from . import camera, camera_preview, i4vgen, scorers, video, videoguide
 
-_MODULES = (video, videoguide, i4vgen, camera, camera_preview)
+_MODULES = (video, videoguide, i4vgen, scorers, camera, camera_preview)
 NODE_CLASS_MAPPINGS = {k: v for m in _MODULES for k, v in m.NODE_CLASS_MAPPINGS.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {k: v for m in _MODULES for k, v in m.NODE_DISPLAY_NAME_MAPPINGS.items()}

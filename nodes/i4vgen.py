@@ -7,11 +7,12 @@ from .. import host
 from ..samplers import i4vgen
 from ..samplers.sampling import SAMPLERS, eta_for
 from ..samplers.schedules import ScheduleError
+from ..models.scorers import ExternalScores, PickIndex, Scorer, best_index, format_scores
 from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_latent, check_model, check_size,
                      seed_input, step_callback, video_size_inputs)
 
 CATEGORY = f"{CATEGORY_ROOT}/I4VGen"
-SCORER = "CVK_SCORER"
+SCORER = Scorer.TYPE
 SELECTIONS = ("scorer", "external scores", "index")
 SCHEDULE_CHOICES = {"animatediff (10, 10, 10, then 1)": "animatediff", "constant 1 (LaVie)": "constant"}
 
@@ -118,43 +119,20 @@ class CVK_AnchorSelector:
         n = images.shape[0]
         if z.shape[0] != n or z.shape[2] != 1:
             raise CVKInputError(node, "latent", z, f"{n} single-frame candidate latents [{n}, C, 1, h, w] (one per image)")
-        if selection == "scorer":
-            if scorer is None or not hasattr(scorer, "score"):
-                raise CVKInputError(node, "scorer", scorer, "a CVK_SCORER (from Load Anchor Scorer) for selection 'scorer'")
-            scores = scorer.score(prompt, images).float().cpu()
-        elif selection == "external scores":
-            try:
-                scores = torch.tensor(parse_scores(external_scores), dtype=torch.float32)
-            except ValueError as e:
-                raise CVKInputError(node, "external_scores", external_scores, problem=str(e)) from None
-            if scores.numel() != n:
-                raise CVKInputError(node, "external_scores", external_scores, f"{n} scores, one per candidate")
-        elif selection == "index":
-            if index >= n:
-                raise CVKInputError(node, "index", index, f"an index below {n} (the number of candidates)")
-            scores = torch.zeros(n)
-            scores[index] = 1.0
-        else:
+        if selection not in SELECTIONS:
             raise CVKInputError(node, "selection", selection, f"one of {list(SELECTIONS)}")
-        best = int(torch.argmax(scores))
-        return (images[best:best + 1], {"samples": z[best:best + 1]}, ", ".join(f"{float(s):.6g}" for s in scores))
-
-
-def parse_scores(text: str) -> list[float]:
-    """Floats from a comma-separated string ("0.1, 2, -3e-1"); a clear error names the bad entry."""
-    parts = [p.strip() for p in text.split(",")]
-    if not text.strip():
-        raise ValueError("no scores given")
-    out = []
-    for i, p in enumerate(parts):
+        if selection == "scorer" and not isinstance(scorer, Scorer):
+            raise CVKInputError(node, "scorer", scorer, "a CVK_SCORER (from Load Anchor Scorer) for selection 'scorer'")
+        field, value = {"scorer": ("scorer", getattr(scorer, "name", None)), "external scores": ("external_scores", external_scores),
+                        "index": ("index", index)}[selection]
         try:
-            v = float(p)
-        except ValueError:
-            raise ValueError(f"entry {i + 1} ({p!r}) is not a number") from None
-        if v != v or v in (float("inf"), float("-inf")):
-            raise ValueError(f"entry {i + 1} ({p!r}) is not a finite number")
-        out.append(v)
-    return out
+            chosen = {"scorer": lambda: scorer, "external scores": lambda: ExternalScores(external_scores),
+                      "index": lambda: PickIndex(index)}[selection]()
+            scores = chosen.score(prompt, images).float().cpu()
+            best = best_index(scores)
+        except ValueError as e:
+            raise CVKInputError(node, field, value, problem=str(e)) from None
+        return (images[best:best + 1], {"samples": z[best:best + 1]}, format_scores(scores))
 
 
 class CVK_NIVSDSAnimator:

@@ -5,8 +5,8 @@ import torch
 
 from cvk_testkit.gaussian import GaussianDenoiser
 from consistent_video_kit.nodes.common import CVKInputError
-from consistent_video_kit.nodes.i4vgen import (CVK_AnchorCandidates, CVK_AnchorSelector, CVK_NIVSDSAnimator, CVK_Regenerate,
-                                               parse_scores)
+from consistent_video_kit.models.scorers import Scorer
+from consistent_video_kit.nodes.i4vgen import CVK_AnchorCandidates, CVK_AnchorSelector, CVK_NIVSDSAnimator, CVK_Regenerate
 from consistent_video_kit.samplers import i4vgen, vp
 
 AD = "animatediff (10, 10, 10, then 1)"
@@ -138,7 +138,9 @@ def test_selector(tiny_animatediff):
     imgs = torch.rand(3, 16, 16, 3)
     lat = {"samples": torch.randn(3, 4, 1, 2, 2)}
 
-    class Fixed:
+    class Fixed(Scorer):
+        name = "fixed"
+
         def score(self, prompt, images):
             return torch.tensor([0.1, 0.9, 0.3])
     img, l, scores = CVK_AnchorSelector().select(imgs, lat, "p", "scorer", "", 0, Fixed())
@@ -148,10 +150,10 @@ def test_selector(tiny_animatediff):
     errors = [
         (dict(images=torch.zeros(0, 16, 16, 3)), "input 'images'", "non-empty IMAGE batch"),
         (dict(latent={"samples": torch.randn(2, 4, 1, 2, 2)}), "input 'latent'", "3 single-frame candidate latents"),
-        (dict(selection="external scores", external_scores="1, x, 2"), "input 'external_scores'", "entry 2 ('x') is not a number"),
-        (dict(selection="external scores", external_scores="1, 2"), "input 'external_scores'", "3 scores, one per candidate"),
+        (dict(selection="external scores", external_scores="1, x, 2"), "input 'external_scores'", "score 2 of 3, 'x', is not a number"),
+        (dict(selection="external scores", external_scores="1, 2"), "input 'external_scores'", "2 scores given for 3 candidates"),
         (dict(selection="scorer"), "input 'scorer' got None", "a CVK_SCORER"),
-        (dict(selection="index", index=3), "input 'index' got 3", "an index below 3"),
+        (dict(selection="index", index=3), "input 'index' got 3", "out of range for 3 candidates"),
     ]
     for change, head, tail in errors:
         args = dict(images=imgs, latent=lat, prompt="p", selection="index", external_scores="", index=0)
@@ -159,10 +161,6 @@ def test_selector(tiny_animatediff):
         with pytest.raises(CVKInputError) as e:
             CVK_AnchorSelector().select(**args)
         assert head in str(e.value) and tail in str(e.value), str(e.value)
-    assert parse_scores(" 1e-1, 2 ,-3") == [0.1, 2.0, -3.0]
-    for bad in ("", "1, nan", "1,,2"):
-        with pytest.raises(ValueError):
-            parse_scores(bad)
 
 
 def test_animator_anchor_inputs(tiny_animatediff):

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import torch
 
 from cvk_testkit import ROOT
 from cvk_testkit.core_nodes import CORE_NODES
@@ -55,9 +56,16 @@ def test_widget_count_mismatch_is_caught(classes):
 
 @pytest.mark.parametrize("path", UI_FILES, ids=os.path.basename)
 def test_api_workflow_runs(path, classes, comfy_dirs):
-    results = Executor(classes).run(api_copy(path))
+    prompt = api_copy(path)
+    for node in prompt.values():      # pictures a workflow loads (ComfyUI ships input/example.png, 768×768)
+        if node["class_type"] == "LoadImage":
+            from PIL import Image
+            g = torch.Generator().manual_seed(0)
+            arr = (torch.rand(96, 96, 3, generator=g) * 255).byte().numpy()
+            Image.fromarray(arr).resize((768, 768)).save(comfy_dirs / "input" / node["inputs"]["image"])
+    results = Executor(classes).run(prompt)
     saved = [img for r in results.values() if r["ui"] for img in r["ui"].get("images", [])]
-    assert saved and all(os.path.exists(comfy_dirs / "output" / s["filename"]) for s in saved)
+    assert saved and all(os.path.exists(comfy_dirs / s["type"] / s["filename"]) for s in saved)
 
 
 def test_executor_follows_comfy_validation(classes):

@@ -78,4 +78,34 @@ class LoadImage:
         return (t[None, ..., :3], mask[None])
 
 
-CORE_NODES = {"SaveImage": SaveImage, "PreviewImage": PreviewImage, "LoadImage": LoadImage}
+class ImageScale:
+    """Core ``ImageScale`` (inputs and widget order as in ComfyUI): resize, optionally centre-cropping to the
+    target aspect first."""
+    CATEGORY = "image/upscaling"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "upscale"
+    METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"image": ("IMAGE",), "upscale_method": (cls.METHODS,),
+                             "width": ("INT", {"default": 512, "min": 0, "max": 16384, "step": 1}),
+                             "height": ("INT", {"default": 512, "min": 0, "max": 16384, "step": 1}),
+                             "crop": (["disabled", "center"],)}}
+
+    def upscale(self, image, upscale_method, width, height, crop):
+        x = image.permute(0, 3, 1, 2)
+        if crop == "center":
+            H, W = x.shape[-2:]
+            if W / H > width / height:
+                w = round(H * width / height)
+                x = x[..., :, (W - w) // 2:(W - w) // 2 + w]
+            else:
+                h = round(W * height / width)
+                x = x[..., (H - h) // 2:(H - h) // 2 + h, :]
+        mode = {"nearest-exact": "nearest-exact", "lanczos": "bicubic"}.get(upscale_method, upscale_method)
+        x = torch.nn.functional.interpolate(x, size=(height, width), mode=mode)
+        return (x.clamp(0, 1).permute(0, 2, 3, 1),)
+
+
+CORE_NODES = {"SaveImage": SaveImage, "PreviewImage": PreviewImage, "LoadImage": LoadImage, "ImageScale": ImageScale}

@@ -111,7 +111,7 @@ def run_prompt(base, tmp, prompt):
         time.sleep(0.25)
     entry = hist[pid]
     assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:]
-    images = [img for out in entry["outputs"].values() for img in out.get("images", [])]
+    images = [img for out in entry["outputs"].values() for img in out.get("images", []) if img["type"] == "output"]
     assert images and all((tmp / "output" / i["subfolder"] / i["filename"]).exists() for i in images)
     return images
 

@@ -101,9 +101,9 @@ def load_tokenizer(folders: list[Optional[str]], what: str):
             return CLIPTokenizer.from_pretrained(folder, local_files_only=True, model_max_length=77)
     searched = "\n  ".join(f for f in folders if f) or "(none)"
     raise CheckpointError(
-        f"{what}: no CLIP tokenizer found. A single-file SD1.5 checkpoint carries none; inside ComfyUI the pack "
-        f"uses ComfyUI's own comfy/sd1_tokenizer. Otherwise put the tokenizer files (vocab.json and merges.txt, "
-        f"or tokenizer.json) in one of:\n  {searched}")
+        f"{what}: no CLIP tokenizer found. A single model file carries none; inside ComfyUI the pack uses "
+        f"ComfyUI's own comfy/sd1_tokenizer (the standard CLIP vocabulary). Otherwise put the tokenizer files "
+        f"(vocab.json and merges.txt, or tokenizer.json) in one of:\n  {searched}")
 
 
 def make_vae(vae: torch.nn.Module, config: dict) -> VideoVAE:

@@ -48,18 +48,22 @@ def _short(keys: Iterable[str]) -> str:
     return ", ".join(keys[:SHOW_KEYS]) + more
 
 
-def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint file on the CPU (a ``{"state_dict": ...}`` wrapper is unwrapped;
-    non-tensor entries such as epoch counters are dropped here and reported by the strict check's caller)."""
+def read_state_dict(path: str, skip: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file on the CPU (a ``{"state_dict": ...}`` wrapper is unwrapped;
+    non-tensor entries such as epoch counters are dropped). Keys matching a ``skip`` regex (parts the caller
+    ignores anyway, e.g. an EMA copy) are never read: safetensors reads the rest one tensor at a time,
+    pickles are memory-mapped."""
+    skipped = [re.compile(p) for p in skip]
+    keep = (lambda k: not any(r.search(k) for r in skipped)) if skipped else (lambda k: True)
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"'{path}' is not a file")
     lower = name.lower()
     if lower.endswith(SAFE_EXTS):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        from safetensors import SafetensorError, safe_open
         try:
-            sd = load_file(path, device="cpu")
+            with safe_open(path, "pt", device="cpu") as f:
+                sd = {k: f.get_tensor(k) for k in f.keys() if keep(k)}
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"'{name}' could not be read as safetensors ({e}); the file is truncated "
                                   f"or not a model file — download it again") from None
@@ -80,7 +84,7 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
         raise CheckpointError(f"'{name}' does not hold a state dict (got {type(sd).__name__})")
-    return {k: v for k, v in sd.items() if torch.is_tensor(v)}
+    return {k: v for k, v in sd.items() if torch.is_tensor(v) and keep(k)}
 
 
 def read_shapes(path: str) -> dict[str, tuple]:

@@ -236,7 +236,7 @@ def _sd_base(base: str, config_root: str, prec: Precision):
         tokenizer_dirs = [os.path.join(base, "tokenizer")]
     else:
         detect_sd_file(read_shapes(base), name, unet_cfg["cross_attention_dim"])
-        unet_sd, vae_sd, text_sd = split_sd_file(read_state_dict(base), name)
+        unet_sd, vae_sd, text_sd = split_sd_file(read_state_dict(base, skip=convert.SD_IGNORED), name)
         tokenizer_dirs = [os.path.join(cfg_dir, "tokenizer"), host.comfy_resource_dir("sd1_tokenizer")]
     unet = _build(unet_cls, unet_cfg)
     vae = _build(AutoencoderKL, vae_cfg)

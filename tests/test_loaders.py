@@ -228,6 +228,19 @@ def test_missing_and_unexpected_keys_are_named(files, tmp_path):
         loaders.load_animatediff(str(tmp_path / "stray.safetensors"), str(files["dir"] / "mm_v2.ckpt"), config_root=files["root"])
 
 
+def test_ignored_parts_are_not_read(files, tmp_path):
+    """An SD file with an EMA copy loads; the EMA tensors are skipped at read time (never materialised)."""
+    sd = read_state_dict(str(files["dir"] / "sd.safetensors"))
+    sd.update({"model_ema." + k[len("model.diffusion_model."):].replace(".", ""): v * 1.5 for k, v in list(sd.items())
+               if k.startswith("model.diffusion_model.")})
+    sd["model_ema.num_updates"] = torch.tensor(5)
+    tf.save(sd, str(tmp_path / "ema.safetensors"))
+    got = read_state_dict(str(tmp_path / "ema.safetensors"), skip=convert.SD_IGNORED)
+    assert not any(k.startswith("model_ema.") for k in got) and len(got) < len(sd)
+    m = loaders.load_animatediff(str(tmp_path / "ema.safetensors"), str(files["dir"] / "mm_v2.ckpt"), config_root=files["root"])
+    assert same(m.unet, files["sd"][0])
+
+
 class Payload:
     """Any class outside torch's allow-list: unpickling it would run code."""
 

@@ -10,7 +10,7 @@ def plucker(K: torch.Tensor, c2w: torch.Tensor, height: int, width: int) -> torc
     pixel centre (u + 0.5, v + 0.5); o is the camera centre. Computed in K's dtype (use float64 for checks)."""
     if K.ndim != 3 or K.shape[-2:] != (3, 3) or c2w.ndim != 3 or c2w.shape[-2:] != (4, 4) or K.shape[0] != c2w.shape[0]:
         raise ValueError(f"plucker needs K (F, 3, 3) and c2w (F, 4, 4), got {tuple(K.shape)} and {tuple(c2w.shape)}")
-    dtype, F = K.dtype, K.shape[0]
+    dtype = K.dtype
     v, u = torch.meshgrid(torch.arange(height, dtype=dtype) + 0.5, torch.arange(width, dtype=dtype) + 0.5, indexing="ij")
     fx, fy, cx, cy = (K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2])
     x = (u[None] - cx[:, None, None]) / fx[:, None, None]

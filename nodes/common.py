@@ -7,6 +7,7 @@ import torch
 from .. import host
 from ..models.bundle import VideoModel
 from ..samplers.noise import SEED_MAX
+from ..samplers.schedules import ScheduleError
 
 CATEGORY_ROOT = "Consistent Video Kit"  # nodes use f"{CATEGORY_ROOT}/<method>"
 VIDEO_MODEL = VideoModel.TYPE
@@ -63,6 +64,22 @@ def check_frames(node: str, frames: int, model: VideoModel, name: str = "frames"
     if model.max_frames is not None and frames > model.max_frames:
         raise CVKInputError(node, name, frames, f"at most {model.max_frames} frames for {model.name} "
                                                 f"(its motion module's position table)")
+
+
+def prompt_inputs(prompt_tip: str = "What the video shows.",
+                  negative_tip: str = "What to steer away from (the unconditional branch).") -> dict:
+    """The ``prompt`` and ``negative_prompt`` inputs of the generating nodes."""
+    return {"prompt": ("STRING", {"multiline": True, "default": "a red panda walking through a bamboo forest",
+                                  "tooltip": prompt_tip}),
+            "negative_prompt": ("STRING", {"multiline": True, "default": "", "tooltip": negative_tip})}
+
+
+def sigmas_or_error(node: str, steps: int, make):
+    """``make()`` (a σ grid for ``steps``), with a grid the noise table cannot provide reported on ``steps``."""
+    try:
+        return make()
+    except ScheduleError as e:
+        raise CVKInputError(node, "steps", steps, problem=str(e)) from None
 
 
 def seed_input(default: int = 0, tooltip: str = "Noise seed; noise is drawn on the CPU, so a seed gives the same "

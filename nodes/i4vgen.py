@@ -6,22 +6,14 @@ import torch
 from .. import host
 from ..samplers import i4vgen
 from ..samplers.sampling import SAMPLERS, eta_for
-from ..samplers.schedules import ScheduleError
 from ..models.scorers import ExternalScores, PickIndex, Scorer, best_index, format_scores
 from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_latent, check_model, check_size,
-                     seed_input, step_callback, video_size_inputs)
+                     prompt_inputs, seed_input, sigmas_or_error, step_callback, video_size_inputs)
 
 CATEGORY = f"{CATEGORY_ROOT}/I4VGen"
 SCORER = Scorer.TYPE
 SELECTIONS = ("scorer", "external scores", "index")
 SCHEDULE_CHOICES = {"animatediff (10, 10, 10, then 1)": "animatediff", "constant 1 (LaVie)": "constant"}
-
-
-def _prompt_inputs() -> dict:
-    return {"prompt": ("STRING", {"multiline": True, "default": "a red panda walking through a bamboo forest",
-                                  "tooltip": "What the video shows."}),
-            "negative_prompt": ("STRING", {"multiline": True, "default": "",
-                                           "tooltip": "The unconditional branch of guidance (official: none)."})}
 
 
 def _cfg_input() -> tuple:
@@ -32,13 +24,6 @@ def _cfg_input() -> tuple:
 def _steps_input() -> tuple:
     return ("INT", {"default": 25, "min": 1, "max": 1000,
                     "tooltip": "The sampler's grid (official AnimateDiff: 25 DDIM steps); all stages walk it."})
-
-
-def _grid(node: str, model, steps: int) -> torch.Tensor:
-    try:
-        return model.sigmas(steps)
-    except ScheduleError as e:
-        raise CVKInputError(node, "steps", steps, problem=str(e)) from None
 
 
 LATENT_OUT = ("The video latent [1, C, frames, height/8, width/8].",)
@@ -60,7 +45,7 @@ class CVK_AnchorCandidates:
         sizes = video_size_inputs()
         return {"required": {
             "model": (VIDEO_MODEL, {"tooltip": "The video model; it draws the anchors itself."}),
-            **_prompt_inputs(),
+            **prompt_inputs(negative_tip="The unconditional branch of guidance (official: none)."),
             "seed": seed_input(),
             "num_candidates": ("INT", {"default": 16, "min": 1, "max": 256,
                                        "tooltip": "How many anchor images to draw (official 16)."}),
@@ -75,7 +60,7 @@ class CVK_AnchorCandidates:
         check_size(node, width, height, model.latent_format.spatial_factor)
         if num_candidates < 1:
             raise CVKInputError(node, "num_candidates", num_candidates, "at least 1")
-        sigmas = _grid(node, model, steps)
+        sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         with model.loaded() as device:
             z = i4vgen.anchor_candidates(model.denoiser(), model.latent_shape(1, width, height, num_candidates), sigmas,
@@ -152,7 +137,7 @@ class CVK_NIVSDSAnimator:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": (VIDEO_MODEL, {"tooltip": "The video model."}),
-            **_prompt_inputs(),
+            **prompt_inputs(negative_tip="The unconditional branch of guidance (official: none)."),
             "frames": video_size_inputs()["frames"],
             "steps": _steps_input(),
             "p_ni_vsds": ("FLOAT", {"default": 0.6, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
@@ -186,7 +171,7 @@ class CVK_NIVSDSAnimator:
                 raise CVKInputError(node, "anchor_latent", anchor, "one single-frame latent [1, C, 1, h, w]")
         if step_sizes not in SCHEDULE_CHOICES:
             raise CVKInputError(node, "step_sizes", step_sizes, f"one of {list(SCHEDULE_CHOICES)}")
-        sigmas = _grid(node, model, steps)
+        sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         iters = i4vgen.ni_vsds_iterations(steps, p_ni_vsds)
         with model.loaded() as device:
@@ -211,7 +196,7 @@ class CVK_Regenerate:
         return {"required": {
             "model": (VIDEO_MODEL, {"tooltip": "The video model."}),
             "latent": ("LATENT", {"tooltip": "The video to regenerate (from the NI-VSDS Animator)."}),
-            **_prompt_inputs(),
+            **prompt_inputs(negative_tip="The unconditional branch of guidance (official: none)."),
             "p_re": ("FLOAT", {"default": 1.0, "min": 0.01, "max": 1.0, "step": 0.01, "tooltip": (
                 "Strength: the sampler starts int(steps·p_re) steps before the end (official AnimateDiff 1.0, "
                 "LaVie 0.8).")}),
@@ -228,7 +213,7 @@ class CVK_Regenerate:
         z = check_latent(node, latent, model)
         if sampler not in SAMPLERS:
             raise CVKInputError(node, "sampler", sampler, f"one of {list(SAMPLERS)}")
-        sigmas = _grid(node, model, steps)
+        sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         try:
             start = i4vgen.regeneration_start(steps, p_re)
         except ValueError as e:

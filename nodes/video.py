@@ -10,9 +10,8 @@ from ..models.loaders import (ATTENTIONS, MOTION_FOLDER, PRECISIONS, LoadOptionE
 from ..models.tiny import TINY_MODELS, tiny_model
 from ..samplers.guidance import GUIDANCE_MODES
 from ..samplers.sampling import SAMPLERS, eta_for, sample
-from ..samplers.schedules import ScheduleError
 from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_latent, check_model, check_size,
-                     seed_input, step_callback, video_size_inputs)
+                     prompt_inputs, seed_input, sigmas_or_error, step_callback, video_size_inputs)
 
 UNTRAINED = " (untrained demo)"
 CATEGORY = f"{CATEGORY_ROOT}/video"
@@ -131,10 +130,7 @@ class CVK_TextToVideo:
     def INPUT_TYPES(cls):
         return {"required": {
             "model": (VIDEO_MODEL, {"tooltip": "The video model (from Load Video Model)."}),
-            "prompt": ("STRING", {"multiline": True, "default": "a red panda walking through a bamboo forest",
-                                  "tooltip": "What the video shows."}),
-            "negative_prompt": ("STRING", {"multiline": True, "default": "",
-                                           "tooltip": "What to steer away from (the unconditional branch)."}),
+            **prompt_inputs(),
             "seed": seed_input(),
             "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip": "Denoising steps (model calls)."}),
             "guidance": (list(GUIDANCE_MODES), {"default": "cfg",
@@ -161,10 +157,7 @@ class CVK_TextToVideo:
                                                   "for other η")
         if guidance not in GUIDANCE_MODES:
             raise CVKInputError(node, "guidance", guidance, f"one of {list(GUIDANCE_MODES)}")
-        try:
-            sigmas = model.sigmas(steps)
-        except ScheduleError as e:
-            raise CVKInputError(node, "steps", steps, str(e)) from None
+        sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         shape = model.latent_shape(frames, width, height)
         with model.loaded() as device:

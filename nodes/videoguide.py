@@ -6,10 +6,10 @@ from contextlib import ExitStack
 from .. import host
 from ..samplers.filters import FILTER_KINDS
 from ..samplers.guidance import GUIDANCE_MODES
-from ..samplers.schedules import ScheduleError, sigma_grid
+from ..samplers.schedules import sigma_grid
 from ..samplers.videoguide import MATCH_BY, VideoGuideSettings, default_timesteps, guide_denoiser, videoguide
 from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_model, check_size,
-                     seed_input, step_callback, video_size_inputs)
+                     prompt_inputs, seed_input, sigmas_or_error, step_callback, video_size_inputs)
 from .video import CVK_VideoModelLoader, load_video_model
 
 CATEGORY = f"{CATEGORY_ROOT}/VideoGuide"
@@ -51,10 +51,8 @@ class CVK_VideoGuideSampler:
             f"{who}'s guidance scale: CFG++ λ (official 0.8) or CFG scale (7.5 typical).")})
         return {"required": {
             "model": (VIDEO_MODEL, {"tooltip": "The sampler model (official: AnimateDiff)."}),
-            "prompt": ("STRING", {"multiline": True, "default": "a red panda walking through a bamboo forest",
-                                  "tooltip": "What the video shows; each model encodes it with its own text encoder."}),
-            "negative_prompt": ("STRING", {"multiline": True, "default": "",
-                                           "tooltip": "The unconditional branch for both models (official: empty)."}),
+            **prompt_inputs("What the video shows; each model encodes it with its own text encoder.",
+                            "The unconditional branch for both models (official: empty)."),
             "seed": seed_input(42, "Noise seed (official 42), as in Text to Video; the guide's re-noise and the "
                                    "filter have their own generators derived from it."),
             "steps": ("INT", {"default": 50, "min": 1, "max": 1000, "tooltip": "Sampler steps N (official 50)."}),
@@ -114,11 +112,9 @@ class CVK_VideoGuideSampler:
                                      ("filter", filter, FILTER_KINDS), ("match_by", match_by, MATCH_BY), ("grid", grid, GRIDS)):
             if value not in choices:
                 raise CVKInputError(node, name, value, f"one of {list(choices)}")
-        try:
-            sigmas = (sigma_grid(model.alphas_cumprod, default_timesteps(steps, model.num_train_timesteps), "zero")
-                      if grid == "videoguide" else model.sigmas(steps))
-        except ScheduleError as e:
-            raise CVKInputError(node, "steps", steps, problem=str(e)) from None
+        sigmas = sigmas_or_error(node, steps, lambda: (
+            sigma_grid(model.alphas_cumprod, default_timesteps(steps, model.num_train_timesteps), "zero")
+            if grid == "videoguide" else model.sigmas(steps)))
         settings = VideoGuideSettings(guided_steps, guide_steps, guide_grid, guide_weight, filter, filter_n,
                                       filter_d_s, filter_d_t)
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)

@@ -16,7 +16,9 @@ from typing import Callable, Optional
 
 import torch
 
-from .noise import randn
+from .guidance import guidance
+from .noise import generator, randn
+from .vp import to_vp
 
 SAMPLERS = ("ddim", "ddpm")
 
@@ -67,10 +69,6 @@ def sample(denoise: Callable, shape, sigmas: torch.Tensor, cond, uncond=None, sc
     (ancestral noise from purpose ``"ancestral"``). Returns the VP latent at the final level,
     ``x / sqrt(1 + σ_final²)``: what diffusers' loop returns for the same grid.
     """
-    from .guidance import guidance
-    from .noise import generator
-    from .vp import to_vp
-
     guided = guidance(denoise, cond, uncond, scale, mode)
     anc = generator(seed, "ancestral") if eta > 0 else None
     x = sample_ddim(guided, initial_latent(shape, sigmas, seed, device), sigmas, eta, anc, callback)
@@ -79,5 +77,4 @@ def sample(denoise: Callable, shape, sigmas: torch.Tensor, cond, uncond=None, sc
 
 def initial_latent(shape, sigmas: torch.Tensor, seed: int, device=None) -> torch.Tensor:
     """The seeded start of every sampler: VP ``z_T = ε`` (purpose ``"initial"``) as ``x = ε·sqrt(1 + σ₀²)``."""
-    from .noise import generator
     return randn(shape, generator(seed, "initial"), device) * math.sqrt(1.0 + float(sigmas[0]) ** 2)

@@ -1,10 +1,8 @@
 """Camera nodes: trajectories, pose files in and out, CAMERACTRL_POSES, concat, errors."""
-import os
 
 import pytest
 import torch
 
-from consistent_video_kit.camera import poses as pose_io
 from consistent_video_kit.nodes.camera import (CVK_CameraConcat, CVK_CameraFromCameraCtrlPoses, CVK_CameraToCameraCtrlPoses,
                                                CVK_CameraTrajectory, CVK_LoadCameraPoses, CVK_SaveCameraPoses)
 from consistent_video_kit.nodes.common import CVKInputError

@@ -13,9 +13,8 @@ from consistent_video_kit.models.bundle import LatentFormat
 from consistent_video_kit.nodes.common import CVKInputError
 from consistent_video_kit.nodes.video import CVK_TextToVideo
 from consistent_video_kit.nodes.videoguide import CVK_VideoGuideSampler
-from consistent_video_kit.samplers import noise, schedules, vp
+from consistent_video_kit.samplers import schedules, vp
 from consistent_video_kit.samplers.guidance import guidance
-from consistent_video_kit.samplers.sampling import sample_ddim
 from consistent_video_kit.samplers.videoguide import (VideoGuideSettings, default_timesteps, guide_denoiser,
                                                       guide_levels, guide_x0, sample_videoguide)
 

@@ -22,6 +22,7 @@ import torch
 
 from .. import host
 from . import convert
+from .animatediff import match_original, motion_version
 from .bundle import ScheduleDefaults, VideoModel
 from .checkpoint import (CheckpointError, empty_params, file_role, load_into, match_state_dict, read_folder_weights,
                          read_shapes, read_state_dict)
@@ -291,6 +292,11 @@ def load_animatediff(base: str, motion_module: Optional[str], precision: str = "
             except ValueError as e:   # diffusers: levels or layers per block differ
                 raise CheckpointError(f"motion module '{mm_name}' does not fit the base UNet: {e}") from None
             motion_m = match_motion_module(unet, mm_sd, mm_name)
+            table = [v.shape[1] for k, v in mm_sd.items() if k.endswith((".pos_encoder.pe", ".pos_embed.pe"))]
+            version = motion_version(adapter_cfg.get("use_motion_mid_block", True), table[0] if table else None)
+            match_original(unet, adapter_cfg.get("motion_norm_num_groups", 32), version)
+    else:   # a saved pipeline keeps no adapter config: its motion norms take the UNet's group count (SD1.5: 32)
+        match_original(unet, unet.config.norm_num_groups, motion_version(unet.config.use_motion_mid_block, None))
     load_into(unet, {**unet_m, **motion_m}, prec.unet)
     set_attention(unet, attention, device)
     ac, pred, schedule = _alphas_from_scheduler(

@@ -3,9 +3,9 @@
 They exist so every workflow can be smoke-tested without weights, and so two models with different
 noise tables exist for the guide tests. Their output is noise-like pictures, not video content.
 
-- ``tiny-animatediff``: SD1.5-layout UNet + AnimateDiff motion adapter (``UNetMotionModel``),
-  "linear" betas 0.00085–0.012, leading spacing with ``steps_offset=1``, final level ᾱ₀ (diffusers'
-  AnimateDiff DDIM defaults).
+- ``tiny-animatediff``: SD1.5-layout UNet + AnimateDiff motion adapter (``UNetMotionModel`` with the
+  original per-frame motion norms, :mod:`.animatediff`), "linear" betas 0.00085–0.012, leading spacing
+  with ``steps_offset=1``, final level σ = 0 (the official AnimateDiff DDIM configuration).
 - ``tiny-modelscope``: ``UNet3DConditionModel`` (ModelScope / Zeroscope layout), "scaled_linear"
   betas 0.00085–0.012.
 
@@ -19,6 +19,7 @@ import functools
 import torch
 
 from ..samplers.vp import vp_alphas_cumprod
+from .animatediff import match_original
 from .bundle import ScheduleDefaults, VideoModel
 from .text import TextEncoder, char_clip_tokenizer
 from .vae import VideoVAE
@@ -82,7 +83,7 @@ def _tiny_animatediff_unet(seed: int) -> torch.nn.Module:
     from diffusers import MotionAdapter, UNet2DConditionModel, UNetMotionModel
     unet = UNet2DConditionModel(**TINY_UNET2D)
     adapter = MotionAdapter(**TINY_MOTION)
-    return UNetMotionModel.from_unet2d(unet, adapter)
+    return match_original(UNetMotionModel.from_unet2d(unet, adapter), TINY_MOTION["motion_norm_num_groups"])
 
 
 def _tiny_modelscope_unet(seed: int) -> torch.nn.Module:
@@ -97,7 +98,7 @@ def tiny_model(name: str) -> VideoModel:
         unet = _seeded(2001, lambda: _tiny_animatediff_unet(2001))
         return VideoModel(name, "animatediff", unet, tiny_vae(), tiny_text_encoder(3001),
                           vp_alphas_cumprod("linear", 0.00085, 0.012), "epsilon",
-                          ScheduleDefaults("leading", 1, "sigma_min"), TINY_NATIVE,
+                          ScheduleDefaults("leading", 1, "zero"), TINY_NATIVE,
                           max_frames=TINY_MOTION["motion_max_seq_length"], untrained=True)
     if name == "tiny-modelscope":
         unet = _seeded(2002, lambda: _tiny_modelscope_unet(2002))

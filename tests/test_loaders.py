@@ -134,7 +134,7 @@ def test_tiny_single_file_and_motion_module(files, base, mm, ref_mm):
     m = loaders.load_animatediff(str(d / base), str(d / mm), config_root=files["root"])
     unet, vae, text = files["sd"]
     assert same(m.unet, unet) and same(m.unet, files[ref_mm]) and same(m.vae.vae, vae) and same(m.text.model, text)
-    assert m.family == "animatediff" and m.schedule.final == "sigma_min" and m.max_frames == 32
+    assert m.family == "animatediff" and m.schedule.final == "zero" and m.max_frames == 32   # official: σ = 0 last
     assert next(m.unet.parameters()).device.type == "cpu"      # waits on the offload device
     (lat,) = CVK_TextToVideo().generate(m, **T2V)
     (img,) = CVK_DecodeVideo().decode(m, lat, 8)
@@ -164,6 +164,8 @@ def test_model_folders_through_the_node(tmp_path, monkeypatch):
     (b,) = CVK_VideoModelLoader().load("diffusers/tiny_sd", "mm.ckpt")
     (c,) = CVK_VideoModelLoader().load("diffusers/tiny_zeroscope")
     assert same(a.unet, unet) and same(a.unet, adapter) and same(b.unet, mm) and same(c.unet, ms_unet)
+    groups = {m.norm.num_groups for m in a.unet.modules() if type(m).__name__ == "AnimateDiffTransformer3D"}
+    assert groups == {adapter.config.motion_norm_num_groups} == {32}     # motion_adapter/config.json's, not the UNet's 8
     assert a.alphas_cumprod[-1] == b.alphas_cumprod[-1]       # AnimateDiff's linear table, not the folder's
     assert c.family == "modelscope" and not torch.equal(c.alphas_cumprod, a.alphas_cumprod)   # its own table
     for model in (b, c):
@@ -351,6 +353,8 @@ def test_saved_animatediff_pipeline_folder(tmp_path, monkeypatch):
     tf._write_folder(str(tmp_path / "diffusers" / "ad"), whole, vae, text, "AnimateDiffPipeline")
     (m,) = CVK_VideoModelLoader().load("diffusers/ad")
     assert type(m.unet).__name__ == "UNetMotionModel" and same(m.unet, whole, skip="\0") and m.max_frames == 32
+    assert {type(mod.norm).__name__ for mod in m.unet.modules()
+            if type(mod).__name__ == "AnimateDiffTransformer3D"} == {"FrameGroupNorm"}    # per frame, as the original
     os.makedirs(tmp_path / "animatediff_models")
     tf.write_motion_module(str(tmp_path / "animatediff_models" / "mm.ckpt"))
     assert "input 'motion_module' got 'mm.ckpt': 'ad' is a saved AnimateDiff pipeline with its own motion modules" in \

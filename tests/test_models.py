@@ -74,11 +74,14 @@ def test_vae_slicing_is_exact_and_round_trips_shapes(tiny_animatediff):
     assert torch.allclose(enc, vae.encode(whole[:3], chunk=3), atol=1e-5)
 
 
-def test_default_grid_follows_model_scheduler(tiny_animatediff):
+def test_default_grid_follows_model_scheduler(tiny_animatediff, tiny_modelscope):
+    """AnimateDiff ends at σ = 0 (the official DDIM leaves set_alpha_to_one at True); the ModelScope-style
+    model keeps its scheduler's ᾱ₀ (set_alpha_to_one False); either final level can be asked for."""
     s = tiny_animatediff.sigmas(25)
-    assert len(s) == 26 and s[-1] == tiny_animatediff.denoiser().sigma_min
-    s0 = tiny_animatediff.sigmas(25, final="zero")
-    assert s0[-1] == 0
+    assert len(s) == 26 and s[-1] == 0 and s[-2] > 0
+    ms = tiny_modelscope.sigmas(25)
+    assert ms[-1] == tiny_modelscope.denoiser().sigma_min > 0
+    assert tiny_animatediff.sigmas(25, final="sigma_min")[-1] == tiny_animatediff.denoiser().sigma_min
 
 
 def test_interpolated_timesteps_reach_the_network(tiny_modelscope):

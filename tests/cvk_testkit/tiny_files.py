@@ -87,9 +87,9 @@ def write_sd_single_file(path: str, seed=0, extras=True):
     return unet, vae, text
 
 
-def write_motion_module(path: str, mid_block=True, layout="original", seed=10):
+def write_motion_module(path: str, mid_block=True, layout="original", seed=10, table=32):
     """A motion module file; ``original`` adds the per-attention ``pos_encoder.pe`` tables the released
-    files carry. Returns the adapter."""
+    files carry (``table`` rows: 24 for v1 modules, 32 for v2/v3). Returns the adapter."""
     from consistent_video_kit.models import convert
     adapter = tiny_motion_adapter(mid_block, seed)
     sd = adapter.state_dict()
@@ -98,7 +98,7 @@ def write_motion_module(path: str, mid_block=True, layout="original", seed=10):
         for k in [k for k in sd if k.endswith("attention_blocks.0.to_q.weight")]:
             for a in (0, 1):
                 c = sd[k].shape[0]
-                sd[k.replace("attention_blocks.0.to_q.weight", f"attention_blocks.{a}.pos_encoder.pe")] = torch.randn(1, 32, c)
+                sd[k.replace("attention_blocks.0.to_q.weight", f"attention_blocks.{a}.pos_encoder.pe")] = torch.randn(1, table, c)
     save(sd, path)
     return adapter
 

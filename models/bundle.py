@@ -71,7 +71,11 @@ class VideoModel:
 
     # -- the denoiser
     def network(self, z: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
-        """Raw network output for VP input ``z`` ``(B, C, F, h, w)`` at timestep ``t``, as float32."""
+        """Raw network output for VP input ``z`` ``(B, C, F, h, w)`` at timestep(s) ``t`` (a scalar or ``(B,)``),
+        as float32. ``cond`` holds ``text``; an entry this model cannot take is refused."""
+        if set(cond) != {"text"}:
+            raise ValueError(f"{self.name} is conditioned on text only; it cannot take "
+                             f"{', '.join(repr(k) for k in sorted(set(cond) - {'text'})) or 'a missing text'}")
         p = next(self.unet.parameters())
         text = cond["text"].to(device=p.device, dtype=p.dtype)
         if self.family == "animatediff":  # UNetMotionModel wants the text repeated per frame; UNet3D repeats itself

@@ -17,6 +17,8 @@ from typing import Any, Callable, NamedTuple
 
 import torch
 
+from .vp import as_sigma
+
 GUIDANCE_MODES = ("cfg", "cfg++")
 
 
@@ -43,8 +45,23 @@ def concat_conds(conds: list) -> Any:
     raise TypeError(f"a conditioning must be a tensor or a dict of tensors, got {type(first).__name__}")
 
 
+def _pair(v, batch: int):
+    """A per-sample tensor (σ, timestep) for the ``[uncond; cond]`` batch: doubled when it has one entry per
+    sample; a scalar or a batch-1 tensor broadcasts as it is."""
+    return torch.cat([v, v]) if torch.is_tensor(v) and v.ndim and v.shape[0] == batch > 1 else v
+
+
+def _direction(x: torch.Tensor, x0: torch.Tensor, sigma) -> torch.Tensor:
+    """``(x − x0)/σ``; with σ per sample or per frame, 0 where σ = 0 (a clean frame has no noise direction)."""
+    if not torch.is_tensor(sigma):
+        return (x - x0) / sigma
+    s = as_sigma(sigma, x).to(x.dtype)
+    return torch.where(s > 0, (x - x0) / torch.where(s > 0, s, 1), 0)
+
+
 def guidance(denoise: Callable, cond, uncond=None, scale: float = 1.0, mode: str = "cfg") -> Callable:
-    """Build ``guided(x, sigma) -> Guided`` from a denoiser ``denoise(x, sigma, cond) -> x0``."""
+    """Build ``guided(x, sigma, **extra) -> Guided`` from a denoiser ``denoise(x, sigma, cond, **extra) -> x0``
+    (``extra``: e.g. an explicit ``timestep``, passed on)."""
     if mode not in GUIDANCE_MODES:
         raise ValueError(f"guidance mode must be one of {GUIDANCE_MODES}, got {mode!r}")
     single = mode == "cfg" and float(scale) == 1.0
@@ -52,13 +69,16 @@ def guidance(denoise: Callable, cond, uncond=None, scale: float = 1.0, mode: str
         raise ValueError(f"{mode} with scale {scale} needs an unconditional (negative) conditioning")
     pair = None if single else concat_conds([uncond, cond])
 
-    def guided(x: torch.Tensor, sigma) -> Guided:
-        sigma = float(sigma)
+    def guided(x: torch.Tensor, sigma, **extra) -> Guided:
+        if not torch.is_tensor(sigma):
+            sigma = float(sigma)
         if single:
-            x0 = denoise(x, sigma, cond)
-            return Guided(x0, (x - x0) / sigma)
-        x0_u, x0_c = denoise(torch.cat([x, x], dim=0), sigma, pair).chunk(2, dim=0)
+            x0 = denoise(x, sigma, cond, **extra)
+            return Guided(x0, _direction(x, x0, sigma))
+        b = x.shape[0]
+        extra = {k: _pair(v, b) for k, v in extra.items()}
+        x0_u, x0_c = denoise(torch.cat([x, x], dim=0), _pair(sigma, b), pair, **extra).chunk(2, dim=0)
         x0 = x0_u + scale * (x0_c - x0_u)
-        return Guided(x0, (x - (x0 if mode == "cfg" else x0_u)) / sigma)
+        return Guided(x0, _direction(x, x0 if mode == "cfg" else x0_u, sigma))
 
     return guided

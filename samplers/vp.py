@@ -23,23 +23,24 @@ def sigmas_from_alphas_cumprod(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     return ((1.0 - ac) / ac).sqrt()
 
 
-def _sigma(sigma, like: torch.Tensor) -> torch.Tensor:
-    """σ (a float, or a tensor broadcastable to ``like``) as a float64 tensor for exact arithmetic: a 0-d CPU
-    tensor for a float (combines with tensors on any device), else on ``like``'s device (float32 on MPS,
-    which has no float64)."""
-    if torch.is_tensor(sigma):
-        return sigma.to(device=like.device, dtype=torch.float32 if like.device.type == "mps" else torch.float64)
-    return torch.tensor(float(sigma), dtype=torch.float64)
+def as_sigma(sigma, like: torch.Tensor) -> torch.Tensor:
+    """σ as a float64 tensor for exact arithmetic (float32 on MPS, which has no float64): a float becomes a 0-d
+    CPU tensor (it combines with tensors on any device); a tensor moves to ``like``'s device, and a 1-D tensor
+    of one level per sample ``(B,)`` is shaped ``(B, 1, …, 1)`` to broadcast over ``like``."""
+    if not torch.is_tensor(sigma):
+        return torch.tensor(float(sigma), dtype=torch.float64)
+    s = sigma.to(device=like.device, dtype=torch.float32 if like.device.type == "mps" else torch.float64)
+    return s.reshape(-1, *(1,) * (like.ndim - 1)) if s.ndim == 1 else s
 
 
 def to_vp(x: torch.Tensor, sigma) -> torch.Tensor:
     """σ-space latent → the VP model's input ``z = x / sqrt(1 + σ²)``."""
-    return x / (1.0 + _sigma(sigma, x) ** 2).sqrt().to(x.dtype)
+    return x / (1.0 + as_sigma(sigma, x) ** 2).sqrt().to(x.dtype)
 
 
 def from_vp(z: torch.Tensor, sigma) -> torch.Tensor:
     """VP latent → σ-space ``x = z·sqrt(1 + σ²)``; the inverse of :func:`to_vp`."""
-    return z * (1.0 + _sigma(sigma, z) ** 2).sqrt().to(z.dtype)
+    return z * (1.0 + as_sigma(sigma, z) ** 2).sqrt().to(z.dtype)
 
 
 def sigma_to_t(sigma, sigmas: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
@@ -83,7 +84,7 @@ def prediction_to_x0(output: torch.Tensor, x: torch.Tensor, sigma, prediction_ty
     - ``v_prediction`` (v = sqrt(ᾱ)·ε − sqrt(1−ᾱ)·x0): ``x0 = (z − σ·v) / sqrt(1 + σ²)`` with z the VP input
     - ``sample``: the output is x0
     """
-    s = _sigma(sigma, x)
+    s = as_sigma(sigma, x)
     if prediction_type == "epsilon":
         return x - s.to(x.dtype) * output
     if prediction_type == "v_prediction":
@@ -95,11 +96,13 @@ def prediction_to_x0(output: torch.Tensor, x: torch.Tensor, sigma, prediction_ty
 
 
 class VPDenoiser:
-    """Wraps a VP network as a σ-space denoiser ``x0 = denoiser(x, sigma, cond)``.
+    """Wraps a VP network as a σ-space denoiser ``x0 = denoiser(x, sigma, cond, timestep=None)`` (the
+    contract in :mod:`samplers`).
 
-    ``network(z, t, cond) -> raw`` is called with the VP-normalised input ``z`` and the model's
-    timestep ``t`` (a 0-d tensor: int64 for ``nearest``, float64 for ``interpolated``).
-    ``alphas_cumprod`` ``(T,)`` is the model's own noise table.
+    ``network(z, t, cond) -> raw`` is called with the VP-normalised input ``z`` and the timestep ``t``: one per
+    sample (a 0-d tensor, or ``(B,)``; int64 for ``nearest``, float64 for ``interpolated``). By default ``t``
+    is the timestep of σ; a caller that gives σ per frame passes ``timestep`` itself (which level the network
+    is told is its choice). ``alphas_cumprod`` ``(T,)`` is the model's own noise table.
     """
 
     def __init__(self, network: Callable, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
@@ -125,10 +128,27 @@ class VPDenoiser:
     def timestep(self, sigma) -> torch.Tensor:
         return sigma_to_t(sigma, self.sigmas, self.timestep_mode)
 
-    def __call__(self, x: torch.Tensor, sigma, cond) -> torch.Tensor:
-        """``x`` ``(B, C, F, h, w)`` at noise level σ (a float) → x0 estimate, same shape and dtype."""
-        sigma = float(sigma)
-        out = self.network(to_vp(x, sigma), self.timestep(sigma), cond)
+    def __call__(self, x: torch.Tensor, sigma, cond, timestep=None) -> torch.Tensor:
+        """``x`` ``(B, C, F, h, w)`` at noise level σ → x0 estimate, same shape and dtype. σ is a float, one
+        level per sample ``(B,)``, or a tensor broadcastable to ``x`` such as ``(B, 1, F, 1, 1)`` (then
+        ``timestep``, ``(B,)`` or a scalar, is required)."""
+        if torch.is_tensor(sigma):
+            sigma = as_sigma(sigma, x)
+            if timestep is None:
+                per_sample = sigma.reshape(sigma.shape[0] if sigma.ndim else 1, -1)
+                if (per_sample != per_sample[:, :1]).any():
+                    raise ValueError(f"σ of shape {tuple(sigma.shape)} varies within a sample; the network takes one "
+                                     f"timestep per sample: pass timestep explicitly")
+                timestep = self.timestep(per_sample[:, 0].cpu())
+        else:
+            sigma = float(sigma)
+            if timestep is None:
+                timestep = self.timestep(sigma)
+        timestep = torch.as_tensor(timestep)
+        if timestep.ndim > 1 or (timestep.ndim == 1 and timestep.shape[0] not in (1, x.shape[0])):
+            raise ValueError(f"timestep must be a scalar or one per sample ({x.shape[0]},), got shape "
+                             f"{tuple(timestep.shape)}")
+        out = self.network(to_vp(x, sigma), timestep, cond)
         return prediction_to_x0(out.to(x.dtype), x, sigma, self.prediction_type)
 
 

@@ -177,3 +177,33 @@ def test_animator_anchor_inputs(tiny_animatediff):
             CVK_NIVSDSAnimator().animate(m, "a cat", "", 3, 4, 0.5, AD, 7.5, 0, **kw)
     with pytest.raises(CVKInputError, match="input 'p_re' got 0.01: p_re = 0.01 leaves no step of 4"):
         CVK_Regenerate().regenerate(m, a, "a cat", "", 0.01, 4, "ddim", 7.5, 0)
+
+
+def test_chain_ends_at_sigma_zero_by_default(tiny_animatediff, monkeypatch):
+    """As the official pipeline (DDIMScheduler with set_alpha_to_one left True): the candidates and the
+    regeneration end at σ = 0, and each stage's output is the clean estimate of its last network call."""
+    from consistent_video_kit.samplers import sampling
+    runs = []
+    real = sampling.sample_ddim
+
+    def recording(model, x, sigmas, eta=0.0, generator=None, callback=None):
+        last = {}
+
+        def remember(x_in, sigma):
+            out = model(x_in, sigma)
+            last["x0"] = out.x0
+            return out
+        out = real(remember, x, sigmas, eta, generator, callback)
+        runs.append((sigmas, last["x0"], out))
+        return out
+    monkeypatch.setattr(sampling, "sample_ddim", recording)
+    monkeypatch.setattr(i4vgen, "sample_ddim", recording)
+    m = tiny_animatediff
+    imgs, lat = CVK_AnchorCandidates().generate(m, "a cat", "", 0, 2, 5, 7.5, 64, 64)
+    _, l1, _ = CVK_AnchorSelector().select(imgs, lat, "a cat", "index", "", 0)
+    (anim,) = CVK_NIVSDSAnimator().animate(m, "a cat", "", 3, 5, 0.6, AD, 7.5, 0, anchor_latent=l1)
+    (out,) = CVK_Regenerate().regenerate(m, anim, "a cat", "", 1.0, 5, "ddim", 7.5, 0)
+    assert len(runs) == 2
+    for (sigmas, x0, x), result in zip(runs, (lat, out)):
+        assert sigmas[-1] == 0 and sigmas[-2] > 0
+        assert torch.equal(x, x0) and torch.equal(result["samples"], x0)

@@ -38,7 +38,7 @@ def test_requirements_match_pyproject():
     assert not any(TORCH_FAMILY.match(r) for r in req)
     assert all(">=" in r and "==" not in r and "<" not in r for r in req), "lower bounds only"
     assert {r.split(">=")[0] for r in req} == {"diffusers", "transformers", "einops", "safetensors", "kornia", "numpy"}
-    assert proj["name"] == "consistent-video-kit" and proj["version"] == "0.1.0"
+    assert proj["name"] == "consistent-video-kit" and proj["version"] == "0.2.0"
     assert proj["requires-python"] == ">=3.10"
     assert "Operating System :: OS Independent" in proj["classifiers"]
     assert "Environment :: GPU :: NVIDIA CUDA" in proj["classifiers"]

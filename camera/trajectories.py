@@ -135,6 +135,14 @@ def move(name: str, frames: int, width: int, height: int, speed: float = 1.0, fo
     return CameraPath(K[None], c2w[None], width, height)
 
 
+class ConcatError(ValueError):
+    """Paths that cannot be played one after another; ``index`` is the path at fault."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
+
+
 def concat(paths: Sequence[CameraPath]) -> CameraPath:
     """Paths one after another in time: each next path is re-anchored at the previous path's last camera
     (its frame 0 coincides with that camera and is dropped), so F = ΣF_i − (n − 1). Views and image size
@@ -142,12 +150,12 @@ def concat(paths: Sequence[CameraPath]) -> CameraPath:
     if not paths:
         raise ValueError("nothing to concatenate")
     out = paths[0]
-    for p in paths[1:]:
+    for i, p in enumerate(paths[1:], 1):
         if p.views != out.views:
-            raise ValueError(f"paths to concatenate need the same number of views, got {out.views} and {p.views}")
+            raise ConcatError(f"paths to concatenate need the same number of views, got {out.views} and {p.views}", i)
         if (p.width, p.height) != (out.width, out.height):
-            raise ValueError(f"paths to concatenate need the same image size, got {out.width}×{out.height} and "
-                             f"{p.width}×{p.height}")
+            raise ConcatError(f"paths to concatenate need the same image size, got {out.width}×{out.height} and "
+                              f"{p.width}×{p.height}", i)
         rel = torch.linalg.inv(p.c2w[:, :1]) @ p.c2w                  # p anchored at its own frame 0
         placed = out.c2w[:, -1:] @ rel
         out = CameraPath(torch.cat([out.K, p.K[:, 1:]], 1), torch.cat([out.c2w, placed[:, 1:]], 1), out.width, out.height)

@@ -75,8 +75,9 @@ def read_state_dict(path: str, skip: Iterable[str] = ()) -> dict[str, torch.Tens
                 f"'{name}' needs code execution to unpickle, which this pack refuses (torch.load with "
                 f"weights_only=True): {str(e).splitlines()[0]} Convert it to .safetensors with a trusted tool, "
                 f"or use the .safetensors release of the model") from None
-        except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
-            raise CheckpointError(f"'{name}' could not be read ({str(e).splitlines()[0]}); the file is truncated "
+        except Exception as e:   # torch's unpickler on a file that is no pickle: IndexError, KeyError, EOFError, …
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise CheckpointError(f"'{name}' could not be read ({type(e).__name__}: {reason}); the file is truncated "
                                   f"or not a model file — download it again") from None
     else:
         raise CheckpointError(f"'{name}': unsupported file type; expected one of {', '.join(MODEL_EXTS)}")

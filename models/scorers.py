@@ -291,32 +291,36 @@ def tiny_clip_scorer() -> CLIPScorer:
 
 # ---------------------------------------------------------------- external scores, picking
 
+class ScoreError(ValueError):
+    """Scores or a pick that cannot select a candidate (malformed, wrong count, NaN, index out of range)."""
+
+
 def parse_scores(text: str, count: Optional[int] = None) -> torch.Tensor:
     """A comma-separated STRING of numbers (``"0.1, 2, -3e-1"``; line breaks also separate) → ``(N,)``
     float32. Every entry must be a finite number; with ``count``, there must be exactly that many.
-    Errors are ValueErrors that name the entry at fault."""
+    Errors are :class:`ScoreError`\ s that name the entry at fault."""
     if not isinstance(text, str):
-        raise ValueError(f"scores must be a string of comma-separated numbers, got {type(text).__name__}")
+        raise ScoreError(f"scores must be a string of comma-separated numbers, got {type(text).__name__}")
     # a line break separates too; one right after a comma is part of the same separator
     text = re.sub(r",[ \t]*\r?\n", ",", text.strip()).replace("\r\n", "\n").replace("\n", ",")
     tokens = [t.strip() for t in text.split(",")]
     if tokens and tokens[-1] == "" and len(tokens) > 1:
         tokens = tokens[:-1]   # one trailing comma (or line break) is harmless
     if not any(tokens):
-        raise ValueError("no scores given: expected comma-separated numbers such as '0.1, 2, -3e-1'")
+        raise ScoreError("no scores given: expected comma-separated numbers such as '0.1, 2, -3e-1'")
     values = []
     for i, tok in enumerate(tokens, 1):
         if tok == "":
-            raise ValueError(f"score {i} of {len(tokens)} is empty (two commas in a row?)")
+            raise ScoreError(f"score {i} of {len(tokens)} is empty (two commas in a row?)")
         try:
             v = float(tok)
         except ValueError:
-            raise ValueError(f"score {i} of {len(tokens)}, {tok!r}, is not a number") from None
+            raise ScoreError(f"score {i} of {len(tokens)}, {tok!r}, is not a number") from None
         if not math.isfinite(v):
-            raise ValueError(f"score {i} of {len(tokens)}, {tok!r}, is not a finite number")
+            raise ScoreError(f"score {i} of {len(tokens)}, {tok!r}, is not a finite number")
         values.append(v)
     if count is not None and len(values) != count:
-        raise ValueError(f"{len(values)} scores given for {count} candidates; give one score per candidate")
+        raise ScoreError(f"{len(values)} scores given for {count} candidates; give one score per candidate")
     return torch.tensor(values, dtype=torch.float32)
 
 
@@ -329,20 +333,20 @@ def best_index(scores: torch.Tensor) -> int:
     """Index of the highest score; the first one on ties. NaN scores are an error."""
     scores = scores.flatten()
     if scores.numel() == 0:
-        raise ValueError("no scores: there is no candidate to pick")
+        raise ScoreError("no scores: there is no candidate to pick")
     if torch.isnan(scores).any():
-        raise ValueError(f"the scores contain NaN at {torch.isnan(scores).nonzero().flatten().tolist()}")
+        raise ScoreError(f"the scores contain NaN at {torch.isnan(scores).nonzero().flatten().tolist()}")
     return int(torch.argmax(scores))
 
 
 def check_index(index: int, count: int) -> int:
-    """A candidate index in ``0 .. count-1`` ("pick index"); anything else is a ValueError."""
+    """A candidate index in ``0 .. count-1`` ("pick index"); anything else is a :class:`ScoreError`."""
     if isinstance(index, bool) or not isinstance(index, int):
-        raise ValueError(f"the index must be a whole number, got {index!r}")
+        raise ScoreError(f"the index must be a whole number, got {index!r}")
     if count < 1:
-        raise ValueError("there are no candidates to pick from")
+        raise ScoreError("there are no candidates to pick from")
     if not 0 <= index < count:
-        raise ValueError(f"index {index} is out of range for {count} candidates (0 to {count - 1})")
+        raise ScoreError(f"index {index} is out of range for {count} candidates (0 to {count - 1})")
     return index
 
 
@@ -356,7 +360,7 @@ class ExternalScores(Scorer):
     def score(self, prompt: str, images: torch.Tensor) -> torch.Tensor:
         n = check_images(images).shape[0]
         if n != self.scores.numel():
-            raise ValueError(f"{self.scores.numel()} scores given for {n} candidates; give one score per candidate")
+            raise ScoreError(f"{self.scores.numel()} scores given for {n} candidates; give one score per candidate")
         return self.scores.clone()
 
 
@@ -365,7 +369,7 @@ class PickIndex(Scorer):
 
     def __init__(self, index: int):
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise ValueError(f"the index must be a whole number ≥ 0, got {index!r}")
+            raise ScoreError(f"the index must be a whole number ≥ 0, got {index!r}")
         self.index = index
         self.name = f"pick index {index}"
 

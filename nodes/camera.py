@@ -9,7 +9,7 @@ from ..camera import poses as pose_io
 from ..camera import trajectories as tr
 from ..camera.path import CameraPath
 from ..camera.poses import PoseFileError
-from .common import CATEGORY_ROOT, CVKInputError
+from .common import CATEGORY_ROOT, CVKInputError, check_file_name
 
 CATEGORY = f"{CATEGORY_ROOT}/camera"
 CAMERA = CameraPath.TYPE
@@ -107,12 +107,13 @@ class CVK_CameraConcat:
                 "optional": {"camera_c": (CAMERA, {"tooltip": tip.format("third (optional)")})}}
 
     def concat(self, camera_a, camera_b, camera_c=None):
-        parts = [check_camera(self.NODE, c, n) for n, c in (("camera_a", camera_a), ("camera_b", camera_b),
-                                                              ("camera_c", camera_c)) if c is not None]
+        parts = [(n, check_camera(self.NODE, c, n)) for n, c in (("camera_a", camera_a), ("camera_b", camera_b),
+                                                                   ("camera_c", camera_c)) if c is not None]
         try:
-            return (tr.concat(parts),)
-        except ValueError as e:
-            raise CVKInputError(self.NODE, "camera_b", parts[1], problem=str(e)) from None
+            return (tr.concat([c for _, c in parts]),)
+        except tr.ConcatError as e:   # the path at fault, by its input
+            name, camera = parts[e.index]
+            raise CVKInputError(self.NODE, name, camera, problem=str(e)) from None
 
 
 class CVK_LoadCameraPoses:
@@ -147,9 +148,9 @@ class CVK_LoadCameraPoses:
 
     def load(self, pose_file, width, height, pose_width, pose_height, relative):
         node = self.NODE
-        path = os.path.join(host.input_directory(), pose_file)
+        path = os.path.join(host.input_directory(), check_file_name(node, "pose_file", pose_file, subfolders=False))
         if not os.path.isfile(path):
-            raise CVKInputError(node, "pose_file", pose_file, f"a .txt pose file in {host.input_directory()}")
+            raise CVKInputError(node, "pose_file", pose_file, "a .txt pose file in ComfyUI's input folder")
         if (pose_width > 0) != (pose_height > 0):
             raise CVKInputError(node, "pose_width", pose_width, "both pose_width and pose_height set, or both 0")
         try:
@@ -180,8 +181,9 @@ class CVK_SaveCameraPoses:
 
     def save(self, camera, filename_prefix):
         camera = check_camera(self.NODE, camera)
-        if not filename_prefix or os.sep in filename_prefix or filename_prefix.startswith("."):
-            raise CVKInputError(self.NODE, "filename_prefix", filename_prefix, "a plain file name prefix")
+        check_file_name(self.NODE, "filename_prefix", filename_prefix, subfolders=False)
+        if filename_prefix.startswith("."):
+            raise CVKInputError(self.NODE, "filename_prefix", filename_prefix, "a name that does not start with '.'")
         folder = host.output_directory()
         os.makedirs(folder, exist_ok=True)
         saved = []

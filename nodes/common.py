@@ -2,6 +2,11 @@
 progress callbacks for the samplers."""
 from __future__ import annotations
 
+import functools
+import inspect
+import math
+import os
+
 import torch
 
 from .. import host
@@ -14,7 +19,11 @@ VIDEO_MODEL = VideoModel.TYPE
 
 
 class CVKInputError(ValueError):
-    """Bad node input: names the node, the input, the value given and what was expected."""
+    """Bad node input: names the node, the input, the value given and what was expected.
+
+    ComfyUI reports an error's type as ``<module>.<class>`` unless the module is ``builtins``, and it loads a
+    pack under a module name made of the pack's filesystem path: the class claims ``builtins`` so the UI shows
+    ``CVKInputError: CVK_<Node>: …`` rather than a path on the server."""
 
     def __init__(self, node: str, name: str, value, expected: str | None = None, problem: str | None = None):
         """Say what was ``expected``, or (for a value that was the right kind but did not work, such as a
@@ -23,6 +32,9 @@ class CVKInputError(ValueError):
         tail = f"; expected {expected}." if problem is None else f": {problem.rstrip('.')}."
         super().__init__(f"{node}: input '{name}' got {shown}{tail}")
         self.node, self.input, self.value = node, name, value
+
+
+CVKInputError.__module__ = "builtins"
 
 
 def _describe(value) -> str:
@@ -56,6 +68,22 @@ def check_size(node: str, width: int, height: int, multiple: int = 8) -> None:
     for name, v in (("width", width), ("height", height)):
         if v < multiple or v % multiple:
             raise CVKInputError(node, name, v, f"a positive multiple of {multiple}")
+
+
+def check_images(node: str, images, model: VideoModel, name: str = "images", single: bool = False) -> torch.Tensor:
+    """An IMAGE batch ``[frames, height, width, 3]`` the model's VAE can encode (sides multiples of its factor);
+    ``single``: exactly one picture."""
+    what = "one picture, an IMAGE [1, height, width, 3]" if single else "an IMAGE batch [frames, height, width, 3]"
+    if not torch.is_tensor(images) or images.ndim != 4 or images.shape[-1] < 3 or images.shape[0] < 1:
+        raise CVKInputError(node, name, images, what)
+    if single and images.shape[0] != 1:
+        raise CVKInputError(node, name, images, f"{what} (a batch of {images.shape[0]} pictures would keep only one; "
+                                                f"pick one with an image-batch node first)")
+    f = model.latent_format.spatial_factor
+    if images.shape[1] % f or images.shape[2] % f:
+        raise CVKInputError(node, name, images, f"width and height that are multiples of {f} (resize it, e.g. with "
+                                                f"Upscale Image)")
+    return images
 
 
 def check_frames(node: str, frames: int, model: VideoModel, name: str = "frames") -> None:
@@ -107,3 +135,64 @@ def step_callback(total: int, desc: str):
         if i + 1 >= total:
             bar.close()
     return callback
+
+
+# ---------------------------------------------------------------- checks every node gets
+
+FILE_NAME_MAX = 255   # characters per path component, the common filesystem limit
+
+
+def check_file_name(node: str, name: str, value, subfolders: bool = True) -> str:
+    """A file name input: a non-empty string without NUL, not absolute, no ``..`` part, at most
+    :data:`FILE_NAME_MAX` characters per part; with ``subfolders=False`` no separator at all."""
+    expected = (f"a file name{' (sub/folder/name allowed)' if subfolders else ' without folders'}: no NUL, not "
+                f"absolute, no '..', at most {FILE_NAME_MAX} characters per part")
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise CVKInputError(node, name, value, expected)
+    parts = value.replace("\\", "/").split("/")
+    if (os.path.isabs(value) or value.startswith(("/", "\\")) or ".." in parts or (not subfolders and len(parts) > 1)
+            or any(len(p) > FILE_NAME_MAX for p in parts)):
+        raise CVKInputError(node, name, value if len(value) <= 80 else f"{value[:40]}…({len(value)} characters)",
+                            expected)
+    return value
+
+
+def check_declared(node: str, spec: dict, values: dict) -> None:
+    """Every INT / FLOAT input against its declaration: a number (FLOAT: finite) within ``min``/``max``.
+    ComfyUI checks the range of widget values itself, but not of linked values, not NaN, and not calls
+    from other code; this is the one place all of those are refused."""
+    for section in ("required", "optional"):
+        for name, entry in spec.get(section, {}).items():
+            kind, opts = entry[0], (entry[1] if len(entry) > 1 else {})
+            if kind not in ("INT", "FLOAT") or name not in values or values[name] is None:
+                continue
+            v = values[name]
+            lo, hi = opts.get("min"), opts.get("max")
+            if kind == "FLOAT":
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                    raise CVKInputError(node, name, v, "a finite number")
+                bounds = "a number"
+            else:
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise CVKInputError(node, name, v, "an integer")
+                bounds = "an integer"
+            if (lo is not None and v < lo) or (hi is not None and v > hi):
+                raise CVKInputError(node, name, v, f"{bounds} from {lo} to {hi}")
+
+
+def checked(cls):
+    """Wrap a node class's ``FUNCTION`` so :func:`check_declared` runs before it (once per class)."""
+    func = getattr(cls, cls.FUNCTION)
+    if getattr(func, "_cvk_checked", False):
+        return cls
+    signature = inspect.signature(func)
+    node = getattr(cls, "NODE", cls.__name__)
+
+    @functools.wraps(func)
+    def run(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        check_declared(node, cls.INPUT_TYPES(), bound.arguments)
+        return func(self, *args, **kwargs)
+    run._cvk_checked = True
+    setattr(cls, cls.FUNCTION, run)
+    return cls

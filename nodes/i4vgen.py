@@ -6,8 +6,9 @@ import torch
 from .. import host
 from ..samplers import i4vgen
 from ..samplers.sampling import SAMPLERS, eta_for
-from ..models.scorers import ExternalScores, PickIndex, Scorer, best_index, format_scores
-from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_latent, check_model, check_size,
+from ..models.scorers import ExternalScores, PickIndex, ScoreError, Scorer, best_index, format_scores
+from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_images, check_latent, check_model,
+                     check_size,
                      prompt_inputs, seed_input, sigmas_or_error, step_callback, video_size_inputs)
 
 CATEGORY = f"{CATEGORY_ROOT}/I4VGen"
@@ -115,7 +116,7 @@ class CVK_AnchorSelector:
                       "index": lambda: PickIndex(index)}[selection]()
             scores = chosen.score(prompt, images).float().cpu()
             best = best_index(scores)
-        except ValueError as e:
+        except ScoreError as e:
             raise CVKInputError(node, field, value, problem=str(e)) from None
         return (images[best:best + 1], {"samples": z[best:best + 1]}, format_scores(scores))
 
@@ -161,10 +162,8 @@ class CVK_NIVSDSAnimator:
             raise CVKInputError(node, "anchor_latent", "both" if anchor_latent is not None else None,
                                 "exactly one anchor: anchor_latent or anchor_image")
         if anchor_image is not None:
-            if not torch.is_tensor(anchor_image) or anchor_image.ndim != 4 or anchor_image.shape[-1] < 3:
-                raise CVKInputError(node, "anchor_image", anchor_image, "an IMAGE [1, height, width, 3]")
-            check_size(node, anchor_image.shape[2], anchor_image.shape[1], model.latent_format.spatial_factor)
-            anchor = model.vae.encode(anchor_image[:1])
+            check_images(node, anchor_image, model, "anchor_image", single=True)
+            anchor = model.vae.encode(anchor_image)
         else:
             anchor = check_latent(node, anchor_latent, model, "anchor_latent")
             if anchor.shape[0] != 1 or anchor.shape[2] != 1:

@@ -8,7 +8,7 @@ from .. import host
 from ..models.checkpoint import CheckpointError
 from ..models.scorers import (SCORER_EXTS, SCORER_FOLDER, TINY_CLIP_NAME, Scorer, load_clip_scorer,
                               tiny_clip_scorer)
-from .common import CATEGORY_ROOT, CVKInputError
+from .common import CATEGORY_ROOT, CVKInputError, check_file_name
 
 CATEGORY = f"{CATEGORY_ROOT}/I4VGen"
 SCORER = Scorer.TYPE
@@ -29,9 +29,7 @@ def load_scorer(node: str, choice: str, name: str = "scorer") -> Scorer:
     """The scorer behind a loader choice; a missing or unusable file is a CVKInputError naming the input."""
     if choice == TINY_CLIP_NAME:
         return tiny_clip_scorer()
-    if not isinstance(choice, str) or not choice:
-        raise CVKInputError(node, name, choice, f"'{TINY_CLIP_NAME}', a .safetensors file or a transformers "
-                                                f"CLIP folder in models/{SCORER_FOLDER}/")
+    check_file_name(node, name, choice)
     try:
         return load_clip_scorer(host.find_model(SCORER_FOLDER, choice))
     except host.ModelFileNotFound as e:

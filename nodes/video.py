@@ -10,7 +10,8 @@ from ..models.loaders import (ATTENTIONS, MOTION_FOLDER, PRECISIONS, LoadOptionE
 from ..models.tiny import TINY_MODELS, tiny_model
 from ..samplers.guidance import GUIDANCE_MODES
 from ..samplers.sampling import SAMPLERS, eta_for, sample
-from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_latent, check_model, check_size,
+from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_file_name, check_frames, check_images,
+                     check_latent, check_model, check_size,
                      prompt_inputs, seed_input, sigmas_or_error, step_callback, video_size_inputs)
 
 UNTRAINED = " (untrained demo)"
@@ -52,6 +53,9 @@ def load_video_model(node: str, choice: str, motion_module: str = NONE, precisio
         raise CVKInputError(node, "precision", precision, f"one of {list(PRECISIONS)}")
     if attention not in ATTENTIONS:
         raise CVKInputError(node, "attention", attention, f"one of {list(ATTENTIONS)}")
+    check_file_name(node, "model_name", choice)
+    if motion_module != NONE:
+        check_file_name(node, "motion_module", motion_module)
     try:
         if name.startswith(CHECKPOINTS):
             kind, rel = "checkpoints", name[len(CHECKPOINTS):]
@@ -209,9 +213,7 @@ class CVK_EncodeVideo:
 
     def encode(self, model, images, frames_per_batch):
         model = check_model(self.NODE, model)
-        if not torch.is_tensor(images) or images.ndim != 4 or images.shape[-1] < 3:
-            raise CVKInputError(self.NODE, "images", images, "an IMAGE batch [frames, height, width, 3]")
-        check_size(self.NODE, images.shape[2], images.shape[1], model.latent_format.spatial_factor)
+        check_images(self.NODE, images, model)
         return ({"samples": model.vae.encode(images, frames_per_batch)},)
 
 

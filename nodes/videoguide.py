@@ -7,7 +7,8 @@ from .. import host
 from ..samplers.filters import FILTER_KINDS
 from ..samplers.guidance import GUIDANCE_MODES
 from ..samplers.schedules import sigma_grid
-from ..samplers.videoguide import MATCH_BY, VideoGuideSettings, default_timesteps, guide_denoiser, videoguide
+from ..samplers.videoguide import (MATCH_BY, GuideGridError, VideoGuideSettings, default_timesteps, guide_denoiser,
+                                   videoguide)
 from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_model, check_size,
                      prompt_inputs, seed_input, sigmas_or_error, step_callback, video_size_inputs)
 from .video import CVK_VideoModelLoader, load_video_model
@@ -127,7 +128,7 @@ class CVK_VideoGuideSampler:
                 z = videoguide(model.denoiser(), g_den, model.latent_shape(frames, width, height), sigmas, cond, uncond,
                                g_cond, g_uncond, guidance_scale, guidance, guide_guidance_scale, guide_guidance,
                                settings, seed, device, step_callback(steps, node), on_guide_done=guide_on_device.close)
-            except ValueError as e:   # a guided step too close to t = 0 for the guide's sub-grid
+            except GuideGridError as e:   # a guided step too close to t = 0 for the guide's sub-grid
                 raise CVKInputError(node, "guided_steps", guided_steps, problem=str(e)) from None
         return ({"samples": z.to(host.intermediate_device())},)
 

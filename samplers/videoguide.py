@@ -34,6 +34,10 @@ from .vp import VPDenoiser, from_vp, sigma_to_t, to_vp
 MATCH_BY = ("sigma", "timestep")
 
 
+class GuideGridError(ValueError):
+    """A guided step too close to t = 0 for the guide's sub-grid (a matter of guided_steps / guide_grid)."""
+
+
 @dataclass(frozen=True)
 class VideoGuideSettings:
     guided_steps: int = 5        # I
@@ -78,7 +82,7 @@ def guide_levels(table: torch.Tensor, sigma: float, guide_grid: int) -> torch.Te
     try:
         ts = inclusive_linspace_timesteps(guide_grid, t)
     except ScheduleError:
-        raise ValueError(f"a guided step reaches timestep {t}, too low for a guide sub-grid of {guide_grid} "
+        raise GuideGridError(f"a guided step reaches timestep {t}, too low for a guide sub-grid of {guide_grid} "
                          f"points; use fewer guided steps or a smaller guide grid") from None
     return table.to(torch.float64)[ts]
 

@@ -170,7 +170,9 @@ def test_animator_anchor_inputs(tiny_animatediff):
     assert a["samples"].shape == (1, 4, 3, 8, 6)
     cases = [(dict(), "exactly one anchor"),
              (dict(anchor_image=pic, anchor_latent={"samples": torch.zeros(1, 4, 1, 8, 6)}), "exactly one anchor"),
-             (dict(anchor_image=torch.rand(1, 60, 48, 3)), "input 'height' got 60"),
+             (dict(anchor_image=torch.rand(1, 60, 48, 3)),
+              r"input 'anchor_image' got a tensor of shape \(1, 60, 48, 3\); expected width and height that are multiples of 8"),
+             (dict(anchor_image=torch.rand(2, 64, 48, 3)), r"expected one picture.*a batch of 2 pictures would keep only one"),
              (dict(anchor_latent={"samples": torch.zeros(2, 4, 1, 8, 6)}), "one single-frame latent")]
     for kw, msg in cases:
         with pytest.raises(CVKInputError, match=msg):

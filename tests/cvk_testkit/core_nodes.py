@@ -108,4 +108,21 @@ class ImageScale:
         return (x.clamp(0, 1).permute(0, 2, 3, 1),)
 
 
-CORE_NODES = {"SaveImage": SaveImage, "PreviewImage": PreviewImage, "LoadImage": LoadImage, "ImageScale": ImageScale}
+class EmptyLatentImage:
+    """Core ``EmptyLatentImage``: a 4-D image latent ``{"samples": zeros[batch, 4, height/8, width/8]}``."""
+    CATEGORY = "latent"
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "generate"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"width": ("INT", {"default": 512, "min": 16, "max": 16384, "step": 8}),
+                             "height": ("INT", {"default": 512, "min": 16, "max": 16384, "step": 8}),
+                             "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096})}}
+
+    def generate(self, width, height, batch_size=1):
+        return ({"samples": torch.zeros(batch_size, 4, height // 8, width // 8)},)
+
+
+CORE_NODES = {"SaveImage": SaveImage, "PreviewImage": PreviewImage, "LoadImage": LoadImage, "ImageScale": ImageScale,
+              "EmptyLatentImage": EmptyLatentImage}

@@ -1,0 +1,291 @@
+"""The bad-input suite: malformed or hostile API prompts over every node, each with the node, the input and
+the words its error must carry. Run through the test kit's executor (tests/test_bad_inputs.py) and through a
+real ComfyUI server (tests/test_comfyui_host.py), where after each bad prompt the server must still run a
+good one.
+
+A case is refused either by validation before anything runs (``"validation"``: ComfyUI's own 400, the test
+kit's ``WorkflowError``; the value is outside the declared range or list) or by the node itself
+(``"node"``: a ``CVKInputError`` ``CVK_<Node>: input '<name>' got <value>; expected …``).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from . import tiny_files as tf
+
+NAN = float("nan")
+TINY = "tiny-animatediff (untrained demo)"
+TINY_MS = "tiny-modelscope (untrained demo)"
+SD_FOLDER, MM, BROKEN_MM = "diffusers/tiny_sd15", "tiny_mm_v2.ckpt", "broken_mm.ckpt"
+TEXT_CKPT, MM_AS_BASE = "checkpoints/notes.ckpt", "checkpoints/motion_module_as_base.ckpt"
+BAD_SCORER, GOOD_POSES, BAD_POSES = "not_a_model.safetensors", "cvk_poses.txt", "cvk_bad_poses.txt"
+MODEL_FOLDERS = ("checkpoints", "diffusers", "animatediff_models", "scorers")
+
+
+def write_files(models: str, inputs: str) -> None:
+    """The model and input files the cases name: a tiny SD1.5 folder and motion module, and broken files."""
+    for sub in MODEL_FOLDERS:
+        os.makedirs(os.path.join(models, sub), exist_ok=True)
+    os.makedirs(inputs, exist_ok=True)
+    tf.write_sd_folder(os.path.join(models, SD_FOLDER))
+    tf.write_motion_module(os.path.join(models, "animatediff_models", MM), mid_block=True)
+    tf.write_motion_module(os.path.join(models, MM_AS_BASE), mid_block=False)
+    for path in (os.path.join(models, "animatediff_models", BROKEN_MM), os.path.join(models, TEXT_CKPT),
+                 os.path.join(models, "scorers", BAD_SCORER)):
+        with open(path, "w") as f:
+            f.write("this is a text file, not a model\n")
+    rows = "".join(f"{i} 0.5 0.9 0.5 0.5 0 0 1 0 0 {0.1 * i} 0 1 0 0 0 0 1 0\n" for i in range(3))
+    with open(os.path.join(inputs, GOOD_POSES), "w") as f:
+        f.write("https://example.invalid/clip\n" + rows)
+    with open(os.path.join(inputs, BAD_POSES), "w") as f:
+        f.write("https://example.invalid/clip\n" + rows + "3 0.5 0.9 0.5 0.5 0 0 1 0 0\n")   # a short row
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    prompt: dict
+    kind: str          # "validation" or "node"
+    class_type: str
+    input: str
+    words: str         # in the message ("node") or the ComfyUI/test-kit error type ("validation")
+
+
+# ---------------------------------------------------------------- graph pieces (API format)
+
+def _n(class_type, **inputs):
+    return {"class_type": class_type, "inputs": inputs}
+
+
+def _loader(name=TINY, **kw):
+    return _n("CVK_VideoModelLoader", model_name=name, **kw)
+
+
+T2V = dict(prompt="a cat", negative_prompt="", seed=0, steps=1, guidance="cfg", guidance_scale=7.5, sampler="ddim",
+           eta=0.0, frames=2, width=64, height=64)
+VG = dict(prompt="a cat", negative_prompt="", seed=42, steps=4, guided_steps=1, guide_steps=2, guide_grid=4,
+          guide_weight=0.2, guidance="cfg++", guidance_scale=0.8, guide_guidance="cfg++", guide_guidance_scale=0.8,
+          filter="butterworth", filter_n=4, filter_d_s=0.125, filter_d_t=0.125, match_by="sigma", frames=2, width=64,
+          height=64, grid="videoguide")
+AC = dict(prompt="a cat", negative_prompt="", seed=0, num_candidates=3, steps=1, cfg=7.5, width=64, height=64)
+NI = dict(prompt="a cat", negative_prompt="", frames=2, steps=2, p_ni_vsds=0.5,
+          step_sizes="animatediff (10, 10, 10, then 1)", cfg=7.5, seed=0)
+RE = dict(prompt="a cat", negative_prompt="", p_re=1.0, steps=2, sampler="ddim", cfg=7.5, seed=0)
+TRAJ = dict(trajectory="circle", views=2, frames=3, distance=0.5, speed=1.0, fov=0.0, width=64, height=64)
+
+
+def _latent_out(graph: dict, latent_link) -> dict:
+    """Decode a latent with model "1" and preview it: an output node, so the graph runs."""
+    return {**graph, "90": _n("CVK_DecodeVideo", model=["1", 0], latent=latent_link, frames_per_batch=8),
+            "91": _n("PreviewImage", images=["90", 0])}
+
+
+def t2v(**over):
+    return _latent_out({"1": _loader(), "2": _n("CVK_TextToVideo", model=["1", 0], **dict(T2V, **over))}, ["2", 0])
+
+
+def loader_only(name, **kw):
+    return t2v() | {"1": _loader(name, **kw)}
+
+
+def videoguide(guide=TINY_MS, **over):
+    return _latent_out({"1": _loader(), "3": _n("CVK_GuideModelLoader", model_name=guide),
+                        "2": _n("CVK_VideoGuideSampler", model=["1", 0], guide=["3", 0], **dict(VG, **over))}, ["2", 0])
+
+
+def candidates(**over):
+    return {"1": _loader(), "4": _n("CVK_AnchorCandidates", model=["1", 0], **dict(AC, **over)),
+            "91": _n("PreviewImage", images=["4", 0])}
+
+
+def selector(**over):
+    sel = dict(images=["4", 0], latent=["4", 1], prompt="a cat", selection="index", external_scores="", index=0)
+    g = candidates() | {"5": _n("CVK_AnchorSelector", **dict(sel, **over))}
+    return g | {"91": _n("PreviewImage", images=["5", 0])}
+
+
+def animator(anchor: dict, **over):
+    g = selector() | {"6": _n("CVK_NIVSDSAnimator", model=["1", 0], **dict(NI, **over), **anchor)}
+    return _latent_out(g, ["6", 0])
+
+
+def regenerate(**over):
+    g = animator({"anchor_latent": ["5", 1]}) | {"7": _n("CVK_Regenerate", model=["1", 0], latent=["6", 0],
+                                                        **dict(RE, **over))}
+    return _latent_out(g, ["7", 0])
+
+
+def trajectory(**over):
+    return {"10": _n("CVK_CameraTrajectory", **dict(TRAJ, **over)),
+            "11": _n("CVK_CameraPreview", camera=["10", 0], size=128, projections="top,front")}
+
+
+def save_poses(prefix):
+    return {"10": _n("CVK_CameraTrajectory", **TRAJ), "12": _n("CVK_SaveCameraPoses", camera=["10", 0],
+                                                               filename_prefix=prefix)}
+
+
+def concat(b: dict, c: dict | None = None):
+    g = {"10": _n("CVK_CameraTrajectory", **TRAJ), "13": _n("CVK_CameraTrajectory", **dict(TRAJ, **b))}
+    inputs = dict(camera_a=["10", 0], camera_b=["13", 0])
+    if c is not None:
+        g["14"] = _n("CVK_CameraTrajectory", **dict(TRAJ, **c))
+        inputs["camera_c"] = ["14", 0]
+    return g | {"15": _n("CVK_CameraConcat", **inputs),
+                "11": _n("CVK_CameraPreview", camera=["15", 0], size=128, projections="top,front")}
+
+
+def load_poses(**over):
+    inputs = dict(pose_file=GOOD_POSES, width=64, height=64, pose_width=0, pose_height=0, relative=True)
+    return {"16": _n("CVK_LoadCameraPoses", **dict(inputs, **over)),
+            "11": _n("CVK_CameraPreview", camera=["16", 0], size=128, projections="top,front")}
+
+
+def cameractrl_round_trip(frames_b: int):
+    move = dict(TRAJ, trajectory="pan left", views=1)
+    return {"17": _n("CVK_CameraTrajectory", **move), "18": _n("CVK_CameraTrajectory", **dict(move, frames=frames_b)),
+            "19": _n("CVK_CameraToCameraCtrlPoses", camera=["17", 0], view=0),
+            "20": _n("CVK_CameraToCameraCtrlPoses", camera=["18", 0], view=0),
+            "21": _n("CVK_CameraFromCameraCtrlPoses", poses=["19", 0], poses_1=["20", 0], width=64, height=64,
+                     relative=True),
+            "11": _n("CVK_CameraPreview", camera=["21", 0], size=128, projections="top,front")}
+
+
+def encode_odd_size():
+    g = t2v() | {"30": _n("ImageScale", image=["90", 0], upscale_method="bilinear", width=60, height=60, crop="disabled"),
+                 "31": _n("CVK_EncodeVideo", model=["1", 0], images=["30", 0], frames_per_batch=8)}
+    return g | {"92": _n("CVK_DecodeVideo", model=["1", 0], latent=["31", 0], frames_per_batch=8),
+                "93": _n("PreviewImage", images=["92", 0])}
+
+
+def decode_image_latent():
+    return {"1": _loader(), "32": _n("EmptyLatentImage", width=64, height=64, batch_size=1),
+            "90": _n("CVK_DecodeVideo", model=["1", 0], latent=["32", 0], frames_per_batch=8),
+            "91": _n("PreviewImage", images=["90", 0])}
+
+
+def _nan(node, name):
+    return f"CVK_{node}: input '{name}' got nan; expected a finite number"
+
+
+CASES = [
+    # Text to Video
+    Case("t2v-guidance-scale-nan", t2v(guidance_scale=NAN), "node", "CVK_TextToVideo", "guidance_scale",
+         _nan("TextToVideo", "guidance_scale")),
+    Case("t2v-eta-nan", t2v(eta=NAN), "node", "CVK_TextToVideo", "eta", _nan("TextToVideo", "eta")),
+    Case("t2v-width-not-multiple", t2v(width=100), "node", "CVK_TextToVideo", "width", "got 100; expected a positive "
+                                                                                       "multiple of 8"),
+    Case("t2v-too-many-frames", t2v(frames=33), "node", "CVK_TextToVideo", "frames", "got 33; expected at most 32 frames"),
+    Case("t2v-ddpm-eta", t2v(sampler="ddpm", eta=0.5), "node", "CVK_TextToVideo", "eta", "0 or 1 with sampler ddpm"),
+    Case("t2v-seed-negative", t2v(seed=-1), "validation", "CVK_TextToVideo", "seed", "value_smaller_than_min"),
+    Case("t2v-steps-0", t2v(steps=0), "validation", "CVK_TextToVideo", "steps", "value_smaller_than_min"),
+    # Load Video Model
+    Case("loader-text-file-as-ckpt", loader_only(TEXT_CKPT), "node", "CVK_VideoModelLoader", "model_name",
+         "'notes.ckpt' could not be read"),
+    Case("loader-corrupt-motion-module", loader_only(SD_FOLDER, motion_module=BROKEN_MM), "node", "CVK_VideoModelLoader",
+         "motion_module", "'broken_mm.ckpt' could not be read"),
+    Case("loader-motion-module-as-base", loader_only(MM_AS_BASE), "node", "CVK_VideoModelLoader", "model_name",
+         "is an AnimateDiff motion module, not a base model"),
+    Case("loader-base-without-motion-module", loader_only(SD_FOLDER), "node", "CVK_VideoModelLoader", "motion_module",
+         "AnimateDiff also needs a motion module"),
+    Case("loader-tiny-with-motion-module", loader_only(TINY, motion_module=MM), "node", "CVK_VideoModelLoader",
+         "motion_module", "'none' for the tiny demo models"),
+    Case("loader-fp16-on-cpu", loader_only(SD_FOLDER, motion_module=MM, precision="fp16"), "node",
+         "CVK_VideoModelLoader", "precision", "fp16 does not run on the CPU"),
+    Case("loader-xformers-on-cpu", loader_only(SD_FOLDER, motion_module=MM, attention="xformers"), "node",
+         "CVK_VideoModelLoader", "attention", "xformers needs a CUDA GPU"),
+    Case("loader-path-traversal", loader_only("checkpoints/../../secret.ckpt"), "validation", "CVK_VideoModelLoader",
+         "model_name", "value_not_in_list"),
+    # Decode / Encode
+    Case("decode-image-latent", decode_image_latent(), "node", "CVK_DecodeVideo", "latent", "expected a 5-D video latent"),
+    Case("decode-frames-per-batch-0", t2v() | {"90": _n("CVK_DecodeVideo", model=["1", 0], latent=["2", 0],
+                                                        frames_per_batch=0)},
+         "validation", "CVK_DecodeVideo", "frames_per_batch", "value_smaller_than_min"),
+    Case("encode-odd-size", encode_odd_size(), "node", "CVK_EncodeVideo", "images",
+         "expected width and height that are multiples of 8"),
+    # VideoGuide
+    Case("vg-guide-weight-nan", videoguide(guide_weight=NAN), "node", "CVK_VideoGuideSampler", "guide_weight",
+         _nan("VideoGuideSampler", "guide_weight")),
+    Case("vg-guidance-scale-nan", videoguide(guidance_scale=NAN), "node", "CVK_VideoGuideSampler", "guidance_scale",
+         _nan("VideoGuideSampler", "guidance_scale")),
+    Case("vg-filter-cutoff-nan", videoguide(filter_d_s=NAN), "node", "CVK_VideoGuideSampler", "filter_d_s",
+         _nan("VideoGuideSampler", "filter_d_s")),
+    Case("vg-guided-more-than-steps", videoguide(guided_steps=5), "node", "CVK_VideoGuideSampler", "guided_steps",
+         "expected at most steps (4)"),
+    Case("vg-guide-steps-over-grid", videoguide(guide_steps=5), "node", "CVK_VideoGuideSampler", "guide_steps",
+         "expected at most guide_grid (4)"),
+    Case("vg-guided-step-too-late", videoguide(guided_steps=4, guide_grid=900), "node", "CVK_VideoGuideSampler",
+         "guided_steps", "too low for a guide sub-grid of 900 points"),
+    Case("vg-seed-negative", videoguide(seed=-1), "validation", "CVK_VideoGuideSampler", "seed", "value_smaller_than_min"),
+    Case("guide-loader-text-file-as-ckpt", videoguide(guide=TEXT_CKPT), "node", "CVK_GuideModelLoader", "model_name",
+         "'notes.ckpt' could not be read"),
+    Case("vg-too-many-frames", videoguide(frames=40), "node", "CVK_VideoGuideSampler", "frames",
+         "got 40; expected at most 32 frames"),
+    # I4VGen
+    Case("candidates-cfg-nan", candidates(cfg=NAN), "node", "CVK_AnchorCandidates", "cfg", _nan("AnchorCandidates", "cfg")),
+    Case("candidates-width", candidates(width=60), "node", "CVK_AnchorCandidates", "width",
+         "got 60; expected a positive multiple of 8"),
+    Case("selector-scores-not-numbers", selector(selection="external scores", external_scores="1, x, 2"), "node",
+         "CVK_AnchorSelector", "external_scores", "score 2 of 3, 'x', is not a number"),
+    Case("selector-scores-count", selector(selection="external scores", external_scores="1, 2"), "node",
+         "CVK_AnchorSelector", "external_scores", "2 scores given for 3 candidates"),
+    Case("selector-scores-nan", selector(selection="external scores", external_scores="nan, 1, 2"), "node",
+         "CVK_AnchorSelector", "external_scores", "'nan', is not a finite number"),
+    Case("selector-index-out-of-range", selector(index=5), "node", "CVK_AnchorSelector", "index",
+         "index 5 is out of range for 3 candidates"),
+    Case("selector-no-scorer", selector(selection="scorer"), "node", "CVK_AnchorSelector", "scorer",
+         "expected a CVK_SCORER"),
+    Case("animator-p-nan", animator({"anchor_latent": ["5", 1]}, p_ni_vsds=NAN), "node", "CVK_NIVSDSAnimator",
+         "p_ni_vsds", _nan("NIVSDSAnimator", "p_ni_vsds")),
+    Case("animator-cfg-nan", animator({"anchor_latent": ["5", 1]}, cfg=NAN), "node", "CVK_NIVSDSAnimator", "cfg",
+         _nan("NIVSDSAnimator", "cfg")),
+    Case("animator-two-anchors", animator({"anchor_latent": ["5", 1], "anchor_image": ["5", 0]}), "node",
+         "CVK_NIVSDSAnimator", "anchor_latent", "expected exactly one anchor"),
+    Case("animator-image-batch", animator({"anchor_image": ["4", 0]}), "node", "CVK_NIVSDSAnimator", "anchor_image",
+         "a batch of 3 pictures would keep only one"),
+    Case("animator-too-many-frames", animator({"anchor_latent": ["5", 1]}, frames=33), "node", "CVK_NIVSDSAnimator",
+         "frames", "expected at most 32 frames"),
+    Case("regenerate-p-nan", regenerate(p_re=NAN), "node", "CVK_Regenerate", "p_re", _nan("Regenerate", "p_re")),
+    Case("regenerate-cfg-nan", regenerate(cfg=NAN), "node", "CVK_Regenerate", "cfg", _nan("Regenerate", "cfg")),
+    Case("scorer-text-file", selector(selection="scorer", scorer=["8", 0]) | {"8": _n("CVK_ScorerLoader",
+                                                                                      scorer=BAD_SCORER)},
+         "node", "CVK_ScorerLoader", "scorer", "could not be read"),
+    # Camera
+    Case("trajectory-fov-nan", trajectory(fov=NAN), "node", "CVK_CameraTrajectory", "fov", _nan("CameraTrajectory", "fov")),
+    Case("trajectory-distance-nan", trajectory(distance=NAN), "node", "CVK_CameraTrajectory", "distance",
+         _nan("CameraTrajectory", "distance")),
+    Case("trajectory-speed-nan", trajectory(trajectory="pan left", views=1, speed=NAN), "node", "CVK_CameraTrajectory",
+         "speed", _nan("CameraTrajectory", "speed")),
+    Case("trajectory-pattern-one-view", trajectory(views=1), "node", "CVK_CameraTrajectory", "views",
+         "at least 2 for the multi-view pattern 'circle'"),
+    Case("trajectory-move-three-views", trajectory(trajectory="dolly in", views=3), "node", "CVK_CameraTrajectory",
+         "views", "1 for the move 'dolly in'"),
+    Case("trajectory-orbit-radius-0", trajectory(trajectory="orbit left", views=1, distance=0.0), "node",
+         "CVK_CameraTrajectory", "distance", "a positive orbit radius"),
+    Case("concat-third-size-differs", concat({}, {"width": 128}), "node", "CVK_CameraConcat", "camera_c",
+         "need the same image size"),
+    Case("concat-second-views-differ", concat({"views": 3}), "node", "CVK_CameraConcat", "camera_b",
+         "need the same number of views"),
+    Case("poses-malformed-file", load_poses(pose_file=BAD_POSES), "node", "CVK_LoadCameraPoses", "pose_file", "line 5"),
+    Case("poses-half-a-size", load_poses(pose_width=1280), "node", "CVK_LoadCameraPoses", "pose_width",
+         "both pose_width and pose_height set, or both 0"),
+    Case("save-prefix-nul", save_poses("cvk\x00poses"), "node", "CVK_SaveCameraPoses", "filename_prefix",
+         "expected a file name without folders"),
+    Case("save-prefix-300-chars", save_poses("p" * 300), "node", "CVK_SaveCameraPoses", "filename_prefix",
+         "at most 255 characters per part"),
+    Case("save-prefix-escapes", save_poses("../escaped"), "node", "CVK_SaveCameraPoses", "filename_prefix",
+         "expected a file name without folders"),
+    Case("cameractrl-views-of-different-length", cameractrl_round_trip(5), "node", "CVK_CameraFromCameraCtrlPoses",
+         "poses_1", "all views need the same number of frames"),
+    Case("cameractrl-view-out-of-range", {"10": _n("CVK_CameraTrajectory", **TRAJ),
+                                          "19": _n("CVK_CameraToCameraCtrlPoses", camera=["10", 0], view=2),
+                                          "21": _n("CVK_CameraFromCameraCtrlPoses", poses=["19", 0], width=64,
+                                                   height=64, relative=True),
+                                          "11": _n("CVK_CameraPreview", camera=["21", 0], size=128,
+                                                   projections="top,front")},
+         "node", "CVK_CameraToCameraCtrlPoses", "view", "got 2; expected a view index below 2"),
+    Case("preview-size-too-small", trajectory() | {"11": _n("CVK_CameraPreview", camera=["10", 0], size=64,
+                                                           projections="top,front")},
+         "validation", "CVK_CameraPreview", "size", "value_smaller_than_min"),
+]

@@ -10,6 +10,7 @@ workflows are listed by /workflow_templates, and each API copy runs to a saved o
 """
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,6 +54,7 @@ def server(tmp_path_factory):
         (tmp / sub).mkdir()
     models = tmp / "models"
     bi.write_files(str(models), str(tmp / "input"))      # tiny SD1.5 folder + motion module, broken files, poses
+    shutil.copy(os.path.join(COMFY, "input", "example.png"), tmp / "input")   # the image-to-video example's picture
     tf.write_modelscope_folder(str(models / "diffusers" / "tiny_zeroscope"))
     (tmp / "extra_model_paths.yaml").write_text(f"cvk_test:\n    base_path: {models}\n" + "".join(
         f"    {sub}: {sub}\n" for sub in bi.MODEL_FOLDERS))

@@ -15,7 +15,7 @@ PACK_TOP = {"nodes", "samplers", "camera", "models", "host"}
 def pack_py_files():
     out = []
     for dirpath, dirnames, filenames in os.walk(ROOT):
-        dirnames[:] = [d for d in dirnames if d not in (".venv", ".git", "tests", "bench", "scripts", "__pycache__")]
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in ("tests", "bench", "scripts", "__pycache__")]
         out += [os.path.join(dirpath, f) for f in filenames if f.endswith(".py")]
     return out
 

@@ -20,19 +20,21 @@ def fundamental(K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor, c2w_b
     (same frame), from ``K`` ``(F, 3, 3)`` and ``c2w`` ``(F, 4, 4)``: ``F = K_b^{−T} [t]ₓ R K_a^{−1}``
     (kornia's essential/fundamental construction)."""
     from kornia.geometry.epipolar import essential_from_Rt, fundamental_from_essential
-    eye = torch.eye(3, dtype=K_a.dtype).expand(K_a.shape[0], 3, 3)
-    zero = torch.zeros(K_a.shape[0], 3, 1, dtype=K_a.dtype)
+    eye = torch.eye(3, dtype=K_a.dtype, device=K_a.device).expand(K_a.shape[0], 3, 3)
+    zero = torch.zeros(K_a.shape[0], 3, 1, dtype=K_a.dtype, device=K_a.device)
     R, t = relative_pose(c2w_a.to(K_a.dtype), c2w_b.to(K_a.dtype))
     E = essential_from_Rt(eye, zero, R, t[..., None])        # camera a at the origin, camera b = T_ab
     return fundamental_from_essential(E, K_a, K_b)
 
 
-def token_centres(height: int, width: int, image_size: tuple[int, int], dtype=torch.float64) -> torch.Tensor:
+def token_centres(height: int, width: int, image_size: tuple[int, int], dtype=torch.float64,
+                  device=None) -> torch.Tensor:
     """Homogeneous pixel positions ``(h·w, 3)`` of a ``height × width`` token grid over an image of
     ``image_size = (H, W)``, per axis as CVD places them: ``s·index + (s − 1)/2`` with s = pixels per token."""
     H, W = image_size
     sy, sx = H / height, W / width
-    r, c = torch.meshgrid(torch.arange(height, dtype=dtype), torch.arange(width, dtype=dtype), indexing="ij")
+    r, c = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
+                          torch.arange(width, dtype=dtype, device=device), indexing="ij")
     return torch.stack([sx * c + (sx - 1) / 2, sy * r + (sy - 1) / 2, torch.ones_like(r)], -1).reshape(-1, 3)
 
 
@@ -47,14 +49,17 @@ def epipolar_bias(K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor, c2w
     first camera) uses CVD's pseudo-line through each query token instead, ``(cos θ, sin θ, −(cos θ·x + sin θ·y))``,
     with one θ ~ U(0, π) per call from ``generator`` (horizontal, θ = π/2, when None). One batched pass;
     F and the lines in float64, the (F, N, N) distances in ``dtype`` (float32 for other dtypes), so float16
-    halves the memory; never NaN."""
+    halves the memory; never NaN. Runs on the cameras' device; on the ``meta`` device (shapes only) the
+    degenerate-frame test cannot be read, so the pseudo-line branch is always traced, with θ = π/2 and no draw."""
     Fm = fundamental(K_a.to(torch.float64), c2w_a.to(torch.float64), K_b.to(torch.float64), c2w_b.to(torch.float64))
-    p = token_centres(height, width, image_size)                                  # (N, 3)
+    p = token_centres(height, width, image_size, device=K_a.device)               # (N, 3)
     lines = torch.einsum("fij,nj->fni", Fm, p)                                    # (F, N, 3)
     _, t = relative_pose(c2w_a.to(torch.float64), c2w_b.to(torch.float64))
     degenerate = t.norm(dim=-1) <= 1e-9 * (1 + c2w_a[:, :3, 3].to(torch.float64).norm(dim=-1))      # (F,)
-    if degenerate.any():
-        theta = math.pi / 2 if generator is None else float(torch.rand((), generator=generator, dtype=torch.float64)) * math.pi
+    meta = degenerate.is_meta
+    if meta or degenerate.any():
+        theta = math.pi / 2 if generator is None or meta else \
+            float(torch.rand((), generator=generator, dtype=torch.float64)) * math.pi
         c, s = math.cos(theta), math.sin(theta)
         pseudo = torch.stack([torch.full_like(p[:, 0], c), torch.full_like(p[:, 0], s), -(c * p[:, 0] + s * p[:, 1])], -1)
         lines = torch.where(degenerate[:, None, None], pseudo[None], lines)
@@ -63,7 +68,7 @@ def epipolar_bias(K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor, c2w
     # float32/float64-free requests, the half types as they are), in coordinates centred on the image so that
     # |p| ≤ S/2 keeps half precision within ~0.06 px; float64 when float64 is asked for
     cx, cy = image_size[1] / 2, image_size[0] / 2
-    q = p - torch.tensor([cx, cy, 0.0], dtype=torch.float64)                      # (x − cx, y − cy, 1)
+    q = p - torch.tensor([cx, cy, 0.0], dtype=torch.float64, device=p.device)     # (x − cx, y − cy, 1)
     lines = torch.cat([lines[..., :2], lines[..., :1] * cx + lines[..., 1:2] * cy + lines[..., 2:]], -1)
     work = dtype if dtype in (torch.float64, torch.float16, torch.bfloat16) else torch.float32
     D = torch.bmm(lines.to(work), q.T.to(work).expand(lines.shape[0], 3, -1)).abs_()   # (F, N, N)

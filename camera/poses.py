@@ -132,7 +132,7 @@ def crop_intrinsics(intrinsics: torch.Tensor, width: int, height: int, pose_widt
         fx = fx * (height * r_p) / width
     else:
         fy = fy * (width / r_p) / height
-    K = torch.zeros(intrinsics.shape[0], 3, 3, dtype=torch.float64)
+    K = torch.zeros(intrinsics.shape[0], 3, 3, dtype=torch.float64, device=intrinsics.device)
     K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = fx * width, fy * height, cx * width, cy * height, 1
     return K
 
@@ -175,8 +175,9 @@ def poses_from_camera(path: CameraPath, view: int = 0, slots: str = "size") -> P
     W, H = path.width, path.height
     intr = torch.stack([K[:, 0, 0] / W, K[:, 1, 1] / H, K[:, 0, 2] / W, K[:, 1, 2] / H], dim=-1)
     F = path.frames
-    sl = torch.tensor([[W, H]] * F, dtype=torch.float64) if slots == "size" else torch.zeros(F, 2, dtype=torch.float64)
-    return Poses(torch.arange(F, dtype=torch.float64), intr, sl, torch.linalg.inv(path.c2w[view]))
+    f64 = dict(dtype=torch.float64, device=K.device)
+    sl = torch.tensor([[W, H]] * F, **f64) if slots == "size" else torch.zeros(F, 2, **f64)
+    return Poses(torch.arange(F, **f64), intr, sl, torch.linalg.inv(path.c2w[view]))
 
 
 def fov_intrinsics(fov_deg: float, width: int, height: int) -> torch.Tensor:

@@ -103,8 +103,8 @@ def frustum_points(path: CameraPath) -> tuple[torch.Tensor, torch.Tensor, float]
 
     w, h = float(path.width), float(path.height)
     pix = torch.tensor([[0, 0], [w, 0], [w, h], [0, h],
-                        [0.3 * w, 0], [0.5 * w, -0.25 * h], [0.7 * w, 0]], dtype=torch.float64)
-    pix = torch.cat([pix, torch.ones(len(pix), 1, dtype=torch.float64)], 1)          # (7, 3)
+                        [0.3 * w, 0], [0.5 * w, -0.25 * h], [0.7 * w, 0]], dtype=torch.float64, device=K.device)
+    pix = torch.cat([pix, torch.ones(len(pix), 1, dtype=torch.float64, device=K.device)], 1)   # (7, 3)
     det = torch.linalg.det(K)
     if not (det.abs() > 0).all():
         v, f = [int(i) for i in torch.nonzero(~(det.abs() > 0))[0]]
@@ -325,7 +325,7 @@ def render_preview(path: CameraPath, size: int = 512, projections: str = "top,fr
         raise ValueError(f"preview size must be an integer of at least 64 pixels, got {size!r}")
     size = int(size)
     centres, shapes, _ = frustum_points(path)
-    centres, shapes = centres.numpy(), shapes.numpy()
+    centres, shapes = centres.cpu().numpy(), shapes.cpu().numpy()
     out = Image.new("RGB", (size * _SS * len(names), size * _SS), BACKGROUND)
     for i, name in enumerate(names):
         out.paste(_panel(path, name, size, centres, shapes, first=(i == 0)), (i * size * _SS, 0))

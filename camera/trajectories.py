@@ -33,7 +33,7 @@ def look_at(centre: torch.Tensor, target: torch.Tensor, reference: Sequence[floa
     builds it: z = normalize(target − centre), y = normalize(z × ref), x = normalize(y × z), with the world
     x axis as reference (CVD's; z is normalised here, which scipy's ``from_matrix`` did implicitly there)."""
     z = torch.nn.functional.normalize(target - centre, dim=-1)
-    ref = torch.tensor(reference, dtype=z.dtype).expand_as(z)
+    ref = torch.tensor(reference, dtype=z.dtype, device=z.device).expand_as(z)
     y = torch.nn.functional.normalize(torch.linalg.cross(z, ref), dim=-1)
     x = torch.nn.functional.normalize(torch.linalg.cross(y, z), dim=-1)
     return torch.stack([x, y, z], dim=-1)
@@ -49,7 +49,7 @@ def axis_angle(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     """Rodrigues: rotation ``(…, 3, 3)`` by ``angle`` ``(…)`` (radians) about unit ``axis`` ``(…, 3)``."""
     K = _skew(axis)
     a = angle[..., None, None]
-    eye = torch.eye(3, dtype=K.dtype).expand_as(K)
+    eye = torch.eye(3, dtype=K.dtype, device=K.device).expand_as(K)
     return eye + torch.sin(a) * K + (1 - torch.cos(a)) * (K @ K)
 
 
@@ -60,18 +60,19 @@ def slerp_from_identity(R: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     angle = torch.acos(cos)                                            # (V,)
     w = torch.stack([R[..., 2, 1] - R[..., 1, 2], R[..., 0, 2] - R[..., 2, 0], R[..., 1, 0] - R[..., 0, 1]], -1)
     small = angle < 1e-9
-    axis = torch.where(small[..., None], torch.tensor([1.0, 0, 0], dtype=R.dtype), w / (2 * torch.sin(angle)[..., None]))
+    axis = torch.where(small[..., None], torch.tensor([1.0, 0, 0], dtype=R.dtype, device=R.device),
+                       w / (2 * torch.sin(angle)[..., None]))
     axis = torch.nn.functional.normalize(axis, dim=-1)
     return axis_angle(axis[:, None, :].expand(-1, alpha.shape[0], -1), angle[:, None] * alpha[None, :])
 
 
-def pattern_centres(pattern: str, views: int, distance: float = 0.5) -> torch.Tensor:
-    """CVD's target camera centres ``(V, 3)`` (§2.1), for any V ≥ 2."""
+def pattern_centres(pattern: str, views: int, distance: float = 0.5, device=None) -> torch.Tensor:
+    """CVD's target camera centres ``(V, 3)`` float64 (§2.1), for any V ≥ 2, on ``device``."""
     if pattern not in PATTERNS:
         raise ValueError(f"pattern must be one of {PATTERNS}, got {pattern!r}")
     if views < 2:
         raise ValueError(f"a multi-view pattern needs at least 2 views, got {views}")
-    i = torch.arange(views, dtype=torch.float64)
+    i = torch.arange(views, dtype=torch.float64, device=device)
     if pattern == "circle":
         a = 2 * math.pi * i / views
         return distance * torch.stack([a.cos(), a.sin(), torch.zeros_like(a)], -1)
@@ -85,13 +86,15 @@ def pattern_centres(pattern: str, views: int, distance: float = 0.5) -> torch.Te
 def pattern(name: str, views: int, frames: int, width: int, height: int, distance: float = 0.5,
             K: torch.Tensor | None = None) -> CameraPath:
     """A CVD pattern: every view goes from the shared identity camera (frame 0) to its target, looking at
-    (0, 0, 1); translation lerp and rotation slerp with α_k = k/(F−1). K: CVD's fixed intrinsics unless given."""
+    (0, 0, 1); translation lerp and rotation slerp with α_k = k/(F−1). K: CVD's fixed intrinsics unless given
+    (then the path is built on K's device, in float64)."""
     if frames < 1:
         raise ValueError(f"frames must be ≥ 1, got {frames}")
-    centres = pattern_centres(name, views, distance)                                # (V, 3)
-    R_end = look_at(centres, torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64).expand_as(centres))
-    alpha = torch.linspace(0, 1, frames, dtype=torch.float64) if frames > 1 else torch.zeros(1, dtype=torch.float64)
-    c2w = torch.eye(4, dtype=torch.float64).repeat(views, frames, 1, 1)
+    f64 = dict(dtype=torch.float64, device=None if K is None else K.device)
+    centres = pattern_centres(name, views, distance, f64["device"])                 # (V, 3)
+    R_end = look_at(centres, torch.tensor([0.0, 0.0, 1.0], **f64).expand_as(centres))
+    alpha = torch.linspace(0, 1, frames, **f64) if frames > 1 else torch.zeros(1, **f64)
+    c2w = torch.eye(4, **f64).repeat(views, frames, 1, 1)
     c2w[:, :, :3, :3] = slerp_from_identity(R_end, alpha)
     c2w[:, :, :3, 3] = centres[:, None, :] * alpha[None, :, None]
     K = cvd_intrinsics(width, height) if K is None else K

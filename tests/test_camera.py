@@ -30,6 +30,15 @@ def project(K, c2w, X):
     return x[:, :2] / x[:, 2:]
 
 
+def centres_256(n):
+    """Homogeneous centres (n·n, 3) of an n × n token grid over 256 × 256 pixels, row-major, written out as CVD
+    places them: token k along an axis covers pixels s·k … s·k + s − 1 (s = 256/n), centre s·k + (s − 1)/2."""
+    s = 256 // n
+    axis = torch.tensor([s * k + (s - 1) / 2 for k in range(n)], dtype=torch.float64)
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([x.reshape(-1), y.reshape(-1), torch.ones(n * n, dtype=torch.float64)], -1)
+
+
 def test_plucker_properties():
     K, c2w = random_cameras(5)
     H, W = 24, 32
@@ -68,7 +77,9 @@ def test_bias_is_zero_on_the_line_and_the_formula_off_it():
     H = W = 16
     size = (256, 256)
     bias = epipolar.epipolar_bias(K_a, c2w_a, K_b, c2w_b, H, W, size, dtype=torch.float64)[0]
-    p = epipolar.token_centres(H, W, size)
+    p = centres_256(16)
+    assert p[1, 0] == 23.5 and p[16, 1] == 23.5 and p[0, 0] == 7.5
+    assert torch.equal(epipolar.token_centres(H, W, size), p)
     Fm = epipolar.fundamental(K_a, c2w_a, K_b, c2w_b)[0]
     l = p @ Fm.T
     D = (l @ p.T).abs() / (l[:, :2].norm(dim=-1, keepdim=True) + 1e-6)
@@ -91,7 +102,7 @@ def test_identical_cameras_use_pseudo_lines():
     size = (256, 256)
     flat = epipolar.epipolar_bias(K, c2w, K, c2w, h, w, size, dtype=torch.float64)[0]
     assert not torch.isnan(flat).any()
-    p = epipolar.token_centres(h, w, size)
+    p = centres_256(8)
     same_row = (p[:, None, 1] == p[None, :, 1])
     assert (flat[same_row] == 0).all() and (flat[~same_row] < 0).all()     # horizontal line through each token
     g = torch.Generator().manual_seed(1)

@@ -65,6 +65,20 @@ def panel(img: torch.Tensor, i: int, size: int) -> torch.Tensor:
     return img[:, :, i * size:(i + 1) * size]
 
 
+def dot_centre(img: torch.Tensor, rgb) -> tuple[float, float]:
+    """(column, row) of a view's filled frame-0 dot: pixels of exactly its colour with all 8 neighbours of it
+    too (lines are thinner)."""
+    exact = colour_mask(img, rgb, tol=2 / 255)
+    dot = exact.copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            dot[1:-1, 1:-1] &= exact[1 + dy:exact.shape[0] - 1 + dy, 1 + dx:exact.shape[1] - 1 + dx]
+    dot[[0, -1]] = dot[:, [0, -1]] = False
+    rows, cols = np.nonzero(dot)
+    assert 1 <= len(cols) <= 60 and np.ptp(cols) <= 8 and np.ptp(rows) <= 8, (len(cols), rows, cols)
+    return cols.mean(), rows.mean()
+
+
 @pytest.mark.parametrize("views,frames", [(2, 16), (1, 1)])
 def test_preview_is_an_image(views, frames):
     img = render_preview(orbit(views, frames), 256)
@@ -76,8 +90,14 @@ def test_preview_is_an_image(views, frames):
 
 
 def test_preview_is_deterministic():
+    """The stated invariant (no randomness): the same picture whatever the global random states are."""
+    import random
     path = orbit(2, 8)
-    assert torch.equal(render_preview(path, 192), render_preview(path, 192))
+    first = render_preview(path, 192)
+    torch.manual_seed(1)
+    np.random.seed(2)
+    random.seed(3)
+    assert torch.equal(render_preview(path, 192), first)
 
 
 def test_projections_choose_the_panels():
@@ -95,6 +115,36 @@ def test_projections_choose_the_panels():
         render_preview(path, 128, "top,top")
     with pytest.raises(ValueError, match="comma-separated"):
         render_preview(path, 128, "")
+
+
+def two_cameras(a, b) -> CameraPath:
+    """Two one-frame views, identity rotation, at world points ``a`` and ``b``."""
+    c2w = torch.eye(4, dtype=torch.float64).repeat(2, 1, 1, 1)
+    c2w[0, 0, :3, 3] = torch.tensor(a, dtype=torch.float64)
+    c2w[1, 0, :3, 3] = torch.tensor(b, dtype=torch.float64)
+    return CameraPath(K256.expand(2, 1, 3, 3).clone(), c2w, 256, 256)
+
+
+def test_panels_are_the_documented_orthographic_projections():
+    """The module's stated projections, checked on the pixels: view 0's camera at the origin, view 1's at
+    (2, 0.6, 1.5) (y is down). top: x to the right, z up the panel; front: x right, y down; side: z right, y
+    down; one scale on both axes of a panel, so the dots' offset has the world offset's proportions. Panels come
+    in the order asked for (each measured where it is not first: the first carries the legend)."""
+    path = two_cameras((0.0, 0.0, 0.0), (2.0, 0.6, 1.5))
+    stf = render_preview(path, 256, "side,top,front")
+    ts = render_preview(path, 256, "top,side")
+    where = {"top": panel(stf, 1, 256), "front": panel(stf, 2, 256), "side": panel(ts, 1, 256)}
+    # world offset of view 1 from view 0 along (panel right, panel down)
+    want = {"top": (2.0, -1.5), "front": (2.0, 0.6), "side": (1.5, 0.6)}
+    scales = []
+    for name, img in where.items():
+        (c0, r0), (c1, r1) = dot_centre(img, PALETTE[0]), dot_centre(img, PALETTE[1])
+        dx, dy = c1 - c0, r1 - r0
+        wx, wy = want[name]
+        assert np.sign(dx) == np.sign(wx) and np.sign(dy) == np.sign(wy), (name, dx, dy)
+        assert dx / dy == pytest.approx(wx / wy, rel=0.05), name
+        scales.append(dx / wx)
+    assert min(scales) > 40                                   # offsets of many pixels, not rounding noise
 
 
 def test_views_get_their_own_colours():
@@ -124,15 +174,7 @@ def test_frustum_geometry_points_where_the_camera_looks():
 def test_frustum_is_drawn_toward_the_view_direction(angle, opens_right):
     # side panel: z to the right. A camera looking along +z opens to the right of its dot, along −z to the left.
     img = panel(render_preview(still([yaw(angle)]), 256, "front,side"), 1, 256)
-    exact = colour_mask(img, PALETTE[0], tol=2 / 255)
-    dot = exact.copy()           # the filled frame-0 dot: exact colour with all 8 neighbours (lines are thinner)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            dot[1:-1, 1:-1] &= exact[1 + dy:exact.shape[0] - 1 + dy, 1 + dx:exact.shape[1] - 1 + dx]
-    dot[[0, -1]] = dot[:, [0, -1]] = False
-    rows, cols = np.nonzero(dot)
-    assert 1 <= len(cols) <= 60 and np.ptp(cols) <= 8 and np.ptp(rows) <= 8
-    cx, cy = cols.mean(), rows.mean()
+    cx, cy = dot_centre(img, PALETTE[0])
     rgb = img[0].numpy()
     blue = (rgb[..., 2] - rgb[..., 0] > 0.25) & (rgb[..., 2] > 0.5)      # view 0's lines, not text/grid
     r, c = np.nonzero(blue)
@@ -168,7 +210,13 @@ def test_node_returns_the_image_and_the_camera_for_the_3d_view():
     out = CVK_CameraPreview().preview(path, 128, "top,front")
     assert set(out) == {"ui", "result"}
     (camera_json,) = out["ui"]["cvk_camera"]
-    assert camera_json == path.to_json()
+    assert set(camera_json) == {"width", "height", "K", "c2w"}
+    assert (camera_json["width"], camera_json["height"]) == (256, 256)
+    K, c2w = camera_json["K"], camera_json["c2w"]
+    assert len(K) == len(c2w) == 2 and len(K[1]) == len(c2w[1]) == 5 and len(c2w[1][4]) == 4   # view, frame, row
+    assert K[1][3] == [[200.0, 0.0, 128.0], [0.0, 200.0, 128.0], [0.0, 0.0, 1.0]]
+    assert all(isinstance(v, float) for v in c2w[1][4][2])
+    assert torch.equal(torch.tensor(c2w, dtype=torch.float64), path.c2w)
     json.dumps(out["ui"])                                                  # what ComfyUI sends must be JSON
     (image,) = out["result"]
     assert torch.equal(image, render_preview(path, 128, "top,front"))

@@ -3,7 +3,6 @@ transformers folder and a single HF-layout file, written here from the tiny mode
 config, the external-scores parser and pick index, and the loader node."""
 import json
 import os
-import sys
 
 import pytest
 import torch
@@ -133,6 +132,52 @@ def test_bad_image_batches_are_refused(tiny, bad, match):
         tiny.score("a cat", bad)
 
 
+def reference_clip():
+    """A tiny random transformers ``CLIPModel`` built here from its own config (not the pack's tiny one: other
+    sizes, 48 px, patch 16, projection 24), every parameter perturbed so the layer norms are not the identity;
+    the pack's character tokenizer (its vocabulary size and special ids in the config)."""
+    from transformers import CLIPConfig, CLIPModel
+    from consistent_video_kit.models.tiny import tiny_tokenizer
+    tok = tiny_tokenizer()
+    text = dict(vocab_size=len(tok), hidden_size=24, intermediate_size=48, num_attention_heads=2,
+                num_hidden_layers=2, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
+                eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    vision = dict(hidden_size=24, intermediate_size=48, num_attention_heads=2, num_hidden_layers=2, image_size=48,
+                  patch_size=16)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(77)
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=24))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+    return model.eval(), tok
+
+
+def features(out):
+    """``get_*_features`` returns the projected tensor (transformers 4) or an output whose pooler_output it is (5)."""
+    return out if torch.is_tensor(out) else out.pooler_output
+
+
+def test_clip_score_is_transformers_clipmodel_cosine_times_100():
+    """CLIP score = 100·cos(CLIPModel.get_image_features, CLIPModel.get_text_features) on the same pixels. Images
+    at the model's size need no resize or crop: the scorer's pixels are (image − mean)/std, computed here; the
+    prompt is tokenized here without padding (the text tower is causal and pools at the first end token)."""
+    model, tok = reference_clip()
+    scorer = S.CLIPScorer(model, tok, 48)
+    x = images(5, 48, 48, seed=3)
+    pixels = (x.permute(0, 3, 1, 2) - torch.tensor(S.CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(S.CLIP_STD).view(1, 3, 1, 1)
+    for prompt in PROMPTS:
+        ids = tok([prompt], return_tensors="pt")
+        assert ids["input_ids"][0, -1] == tok.eos_token_id and ids["input_ids"].shape[1] < 77
+        with torch.no_grad():
+            img = features(model.get_image_features(pixel_values=pixels))
+            txt = features(model.get_text_features(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"]))
+        want = 100 * torch.nn.functional.cosine_similarity(img, txt, dim=-1)
+        got = scorer.score(prompt, x)
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+    assert want.std() > 1.0                                  # the candidates' scores are told apart
+
+
 # ---------------------------------------------------------------- preprocessing
 
 def test_resized_size_keeps_the_aspect_ratio():
@@ -184,10 +229,6 @@ def test_preprocess_matches_transformers_pil_processor_when_downscaling():
     plain = F.interpolate(x, size=(32, 32), mode="bicubic", antialias=False, align_corners=False)
     wrong = (plain - torch.tensor(S.CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(S.CLIP_STD).view(1, 3, 1, 1)
     assert (wrong - ref).abs().max() > 0.05
-
-
-def test_no_torchvision():
-    assert "torchvision" not in sys.modules
 
 
 # ---------------------------------------------------------------- loading CLIP files

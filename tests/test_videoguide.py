@@ -14,7 +14,8 @@ from consistent_video_kit.nodes.common import CVKInputError
 from consistent_video_kit.nodes.video import CVK_TextToVideo
 from consistent_video_kit.nodes.videoguide import CVK_VideoGuideSampler
 from consistent_video_kit.samplers import schedules, vp
-from consistent_video_kit.samplers.guidance import guidance
+from consistent_video_kit.samplers.guidance import Guided, guidance
+from consistent_video_kit.samplers.noise import generator
 from consistent_video_kit.samplers.videoguide import (VideoGuideSettings, default_timesteps, guide_denoiser,
                                                       guide_levels, guide_x0, sample_videoguide)
 
@@ -200,3 +201,77 @@ def test_errors(tiny_animatediff, tiny_modelscope):
         with pytest.raises(CVKInputError) as e:
             CVK_VideoGuideSampler().sample(model, **args)
         assert head in str(e.value) and tail in str(e.value), str(e.value)
+
+
+# ---------------------------------------------------------------- the frequency filter after each guided step
+
+def reference_lowpass(kind, F, H, W, n, d_s, d_t):
+    """The documented masks (samplers/filters.py docstring), written here on *unshifted* FFT bins: for even sizes
+    the docstring's centred coordinate 2f/F − 1 at shifted index f is the frequency 2·k/F of bin k
+    (``2·fftfreq``), so no fftshift is needed. (F, H, W) float64; 1 keeps the low frequency."""
+    assert F % 2 == H % 2 == W % 2 == 0
+    f, h, w = (2 * torch.fft.fftfreq(m, dtype=torch.float64) for m in (F, H, W))
+    d2 = ((d_s / d_t) * f[:, None, None]) ** 2 + h[None, :, None] ** 2 + w[None, None, :] ** 2
+    if kind == "ideal":
+        return (d2 <= 2 * d_s).to(torch.float64)
+    if kind == "butterworth":
+        return 1 / (1 + (d2 / d_s**2) ** n)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind,d_s,d_t", [("ideal", 0.25, 0.5), ("butterworth", 0.3, 0.3)])
+def test_each_guided_step_takes_the_filter_noise_high_band_in_the_vp_latent(kind, d_s, d_t):
+    """After guided step i (x' = x̄0 + σ'·eps), the VP latent z' = x'/sqrt(1 + σ'²) keeps the unfiltered step's
+    low band and takes the high band of the filter noise (the k-th draw of purpose "videoguide-filter" for the
+    k-th guided step): FFT(z') = M·FFT(z_unfiltered) + (1 − M)·FFT(noise). Every step after the last guided one
+    is the plain, unfiltered step. The unfiltered step is computed here from stand-in models whose x0 and eps are
+    known: the sampler's x0 = μ + a(σ)(x − μ) (Gaussian data), the guide's x0 = G, a fixed tensor, whatever its
+    (re-noised) input. What the loop did is read from the inputs the sampler sees at each level."""
+    ac = vp.vp_alphas_cumprod("linear", 0.00085, 0.012)
+    table = vp.sigmas_from_alphas_cumprod(ac)
+    sigmas = schedules.sigma_grid(ac, default_timesteps(8), "zero")
+    shape, seed, mu, std, w = (1, 2, 4, 8, 8), 11, 0.3, 0.6, 0.5
+    st = VideoGuideSettings(guided_steps=3, guide_steps=2, guide_grid=8, weight=w, filter=kind, filter_n=4,
+                            filter_d_s=d_s, filter_d_t=d_t)
+    G = torch.randn(shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    seen = []
+
+    def sampler_model(x, s):
+        seen.append((x.clone(), float(s)))
+        x0 = mu + std**2 / (std**2 + s**2) * (x - mu)
+        return Guided(x0, (x - x0) / s)
+
+    def guide_model(y, s):
+        return Guided(G, (y - G) / s)
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * float(sigmas[0])
+    out = sample_videoguide(sampler_model, guide_model, x, sigmas, table, st, seed=seed)
+
+    sig = [float(s) for s in sigmas]
+    assert [s for _, s in seen] == sig[:-1]
+    xs = [x_ for x_, _ in seen] + [out]                     # x at every level, the output last (σ = 0)
+    M = reference_lowpass(kind, *shape[-3:], st.filter_n, d_s, d_t)
+    assert 0 < M.sum() < M.numel() / 2 and (M > 0.5).any() and (M < 1e-3).any()   # both bands are there
+    filt = generator(seed, "videoguide-filter")
+    dims = (-3, -2, -1)
+    for i in range(len(sig) - 1):
+        s, s_next = sig[i], sig[i + 1]
+        x0 = mu + std**2 / (std**2 + s**2) * (xs[i] - mu)
+        eps = (xs[i] - x0) / s
+        guided = i < st.guided_steps
+        if guided:
+            x0 = x0 + w * (G - x0)
+        plain = x0 + s_next * eps
+        if not guided:                                       # after step I: the sampler alone, no filter
+            torch.testing.assert_close(xs[i + 1], plain, rtol=0, atol=1e-12)
+            continue
+        scale = math.sqrt(1 + s_next**2)
+        z, z_plain = xs[i + 1] / scale, plain / scale
+        noise = torch.randn(shape, generator=filt, dtype=torch.float32).double()
+        Z, Zp, Nz = (torch.fft.fftn(t, dim=dims) for t in (z, z_plain, noise))
+        torch.testing.assert_close(Z, M * Zp + (1 - M) * Nz, rtol=0, atol=1e-4)
+        low, high = M > 1 - 1e-6, M < 1e-6
+        assert low.any() and high.any()
+        torch.testing.assert_close(Z[..., low], Zp[..., low], rtol=0, atol=1e-4)     # low band: the step's own
+        torch.testing.assert_close(Z[..., high], Nz[..., high], rtol=0, atol=1e-4)   # high band: the noise's
+        assert (Z[..., high] - Zp[..., high]).abs().max() > 1.0                    # and the filter did change it

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 
-
 class GaussianDenoiser:
     """``denoise(x, sigma, cond) -> x0``; ``cond`` may carry its own ``mean`` (a float or tensor)
     so a conditional and an unconditional branch can differ. Counts its calls and batch sizes."""
@@ -28,16 +27,28 @@ class GaussianDenoiser:
         return mean + a * (x - mean)
 
 
+def ddim_eta_sigmas(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
+    """(σ_down, σ_up) of one DDIM(η) step from σ to σ', by hand: DDIM's noise ``std = η·sqrt(var)`` with
+    ``var = (1 − ᾱ')/(1 − ᾱ)·(1 − ᾱ/ᾱ')`` becomes, with ``ᾱ = 1/(1 + σ²)`` and the VP → σ-space scale
+    ``sqrt(1 + σ'²)``, ``σ_up = η·σ'·sqrt(σ² − σ'²)/σ`` (clipped to σ'; 0 when σ' ≥ σ, a repeated level), and
+    the direction keeps the rest of the level: ``σ_down = sqrt(σ'² − σ_up²)``. σ' = 0 ends the chain: (0, 0)."""
+    if sigma_next == 0:
+        return 0.0, 0.0
+    up = eta * sigma_next * math.sqrt(max(sigma * sigma - sigma_next * sigma_next, 0.0)) / sigma
+    up = min(up, sigma_next)
+    return math.sqrt(sigma_next * sigma_next - up * up), up
+
+
 def predicted_moments(mean: float, std: float, sigmas, eta: float, start_std: float):
     """Exact mean and std of the sampler's output with :class:`GaussianDenoiser` (no CFG), starting
     from ``N(0, start_std²)``: every step is affine in ``x − μ`` plus independent noise, so the offset
-    ``m`` and variance ``v`` propagate as ``m' = g·m``, ``v' = g²·v + σ_up²``."""
-    from consistent_video_kit.samplers.sampling import ancestral_step
+    ``m`` and variance ``v`` propagate as ``m' = g·m``, ``v' = g²·v + σ_up²`` with
+    ``g = a + (σ_down/σ)(1 − a)``, ``a = s²/(s² + σ²)`` (``g = a`` at σ' = 0)."""
     m, v = -mean, start_std**2
     sig = [float(s) for s in sigmas]
     for s, s_next in zip(sig[:-1], sig[1:]):
         a = std**2 / (std**2 + s**2)
-        down, up = ancestral_step(s, s_next, eta)
+        down, up = ddim_eta_sigmas(s, s_next, eta)
         g = a + (down / s) * (1 - a) if s_next > 0 else a
         m, v = g * m, g * g * v + up * up
     return mean + m, math.sqrt(v)

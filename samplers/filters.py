@@ -1,7 +1,8 @@
 """3-D frequency filters for video latents ``[..., C, F, H, W]`` (FreeInit-style).
 
 ``lowpass_mask`` builds a centred mask ``(F, H, W)`` (1 = keep the low frequency). With
-``D² = ((d_s/d_t)(2f/F − 1))² + (2h/H − 1)² + (2w/W − 1)²`` over integer indices:
+``D² = ((d_s/d_t)·u_F(f))² + u_H(h)² + u_W(w)²``, ``u_N(i) = 2(i − N//2)/N`` the frequency of fftshifted index i
+(zero at the shifted DC, index N//2):
 
 - butterworth: ``1 / (1 + (D²/d_s²)^n)``
 - gaussian: ``exp(−D² / (2·d_s²))``
@@ -12,6 +13,10 @@
 
 Every mask but ``none`` is all zeros when d_s or d_t is 0. ``frequency_mix`` keeps x's low frequencies
 and takes the noise's high ones.
+
+For even N, ``u_N(i) = 2i/N − 1``, FreeInit's (and VideoGuide's) formula exactly. For odd N that formula is
+off-centre by 1/N: with 5 frames the Butterworth mask is 0.023 at zero frequency, so the mix would replace
+almost the whole latent with noise. We centre it (a documented deviation; equal for even sizes).
 """
 from __future__ import annotations
 
@@ -40,12 +45,11 @@ def lowpass_mask(kind: str, frames: int, height: int, width: int, n: int = 4, d_
         cf, ch, cw = F // 2, H // 2, W // 2
         mask[max(cf - rt, 0):cf + rt, max(ch - rs, 0):ch + rs, max(cw - rs, 0):cw + rs] = 1.0
         return mask
-    f = torch.arange(F, dtype=torch.float64)
-    h = torch.arange(H, dtype=torch.float64)
-    w = torch.arange(W, dtype=torch.float64)
-    df = ((d_s / d_t) * (2 * f / F - 1)) ** 2
-    dh = (2 * h / H - 1) ** 2
-    dw = (2 * w / W - 1) ** 2
+    def u(n):   # frequency of each fftshifted index, 0 at the DC (index n // 2)
+        return 2 * (torch.arange(n, dtype=torch.float64) - n // 2) / n
+    df = ((d_s / d_t) * u(F)) ** 2
+    dh = u(H) ** 2
+    dw = u(W) ** 2
     d2 = df[:, None, None] + dh[None, :, None] + dw[None, None, :]
     if kind == "butterworth":
         mask = 1.0 / (1.0 + (d2 / d_s**2) ** n)

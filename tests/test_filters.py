@@ -1,10 +1,16 @@
 """The 3-D frequency filter: masks as the formulas define them, and the low/high mix."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from consistent_video_kit.samplers.filters import FILTER_KINDS, frequency_mix, lowpass_mask
+
+
+def freq(n):
+    """The frequency (in units of Nyquist) at each index after fftshift: numpy's own definition."""
+    return 2 * np.fft.fftshift(np.fft.fftfreq(n))
 
 
 def formula(kind, F, H, W, n, ds, dt):
@@ -13,10 +19,11 @@ def formula(kind, F, H, W, n, ds, dt):
     if ds == 0 or dt == 0:
         return m
     rs, rt = round((H // 2) * ds), round((F // 2) * dt)
+    uf, uh, uw = freq(F), freq(H), freq(W)
     for f in range(F):
         for h in range(H):
             for w in range(W):
-                d2 = ((ds / dt) * (2 * f / F - 1)) ** 2 + (2 * h / H - 1) ** 2 + (2 * w / W - 1) ** 2
+                d2 = ((ds / dt) * uf[f]) ** 2 + uh[h] ** 2 + uw[w] ** 2
                 if kind == "butterworth":
                     v = 1 / (1 + (d2 / ds**2) ** n)
                 elif kind == "gaussian":
@@ -38,6 +45,23 @@ def test_masks_match_formulas(kind, size, ds, dt):
     got = lowpass_mask(kind, *size, n=4, d_s=ds, d_t=dt)
     assert got.shape == size and got.dtype == torch.float32
     assert torch.allclose(got.double(), formula(kind, *size, 4, ds, dt), atol=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["butterworth", "gaussian", "ideal"])
+def test_even_sizes_are_freeinit_and_odd_sizes_keep_zero_frequency(kind):
+    """Even sizes: FreeInit's / VideoGuide's ``2i/N − 1`` exactly. Odd sizes: that formula is off-centre
+    (5 frames: Butterworth 0.023 at DC); ours keeps the zero frequency whole."""
+    F, H, W, ds = 8, 6, 10, 0.125
+    i = [torch.arange(k, dtype=torch.float64) for k in (F, H, W)]
+    d2 = ((2 * i[0] / F - 1) ** 2)[:, None, None] + ((2 * i[1] / H - 1) ** 2)[None, :, None] + \
+        ((2 * i[2] / W - 1) ** 2)[None, None, :]
+    official = {"butterworth": 1 / (1 + (d2 / ds**2) ** 4), "gaussian": torch.exp(-d2 / (2 * ds**2)),
+                "ideal": (d2 <= 2 * ds).double()}[kind]
+    assert torch.allclose(lowpass_mask(kind, F, H, W, 4, ds, ds).double(), official, atol=1e-7)
+    for odd in [(5, 7, 9), (15, 65, 65), (1, 3, 3)]:
+        m = lowpass_mask(kind, *odd, 4, ds, ds)
+        dc = torch.fft.fftshift(torch.fft.fftn(torch.ones(odd))).abs().argmax()   # where fftshift puts the DC
+        assert m.flatten()[dc] == 1.0 and m.max() == 1.0
 
 
 def test_centre_and_corner_values():

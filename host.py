@@ -1,7 +1,7 @@
 """The ONE place that touches ComfyUI. Every import of ``comfy`` / ``folder_paths`` is lazy, with a
 plain fallback, so the pack imports and runs without ComfyUI (tests, the headless demo).
 
-- devices and dtypes: :func:`torch_device`, :func:`offload_device`, :func:`intermediate_device`, :func:`default_dtype`
+- devices and dtypes: :func:`torch_device`, :func:`offload_device`, :func:`intermediate_device`
 - progress and interrupt: :class:`Progress`, :func:`check_interrupt`
 - model files: :func:`model_folders`, :func:`list_models`, :func:`find_model`, :func:`register_model_folder`
   (``folder_paths`` inside ComfyUI; otherwise ``CVK_MODELS_DIR`` laid out like ComfyUI's ``models/``)
@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import logging
 import os
+import sys
 from contextlib import contextmanager
 from typing import Iterable, Optional
 
@@ -24,11 +25,20 @@ log = logging.getLogger("consistent_video_kit")
 MODELS_DIR_ENV = "CVK_MODELS_DIR"
 
 
+_MISSING: set[str] = set()
+
+
 def _optional(name: str):
-    """Import a ComfyUI module if we are inside ComfyUI, else None."""
+    """A ComfyUI module if we are inside ComfyUI, else None. A failed import is remembered (outside ComfyUI
+    every progress step asks, and a failed import costs milliseconds); a module that appears in
+    ``sys.modules`` later is still found."""
+    module = sys.modules.get(name)
+    if module is not None or name in _MISSING:
+        return module
     try:
         return importlib.import_module(name)
     except ImportError:
+        _MISSING.add(name)
         return None
 
 
@@ -70,14 +80,6 @@ def bf16_native(device: torch.device) -> bool:
     """Whether a device computes bf16 natively (CUDA compute capability ≥ 8: Ampere and later); older
     GPUs only emulate it, slowly, which ``torch.cuda.is_bf16_supported()`` counts as support."""
     return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
-
-
-def default_dtype(device: Optional[torch.device] = None) -> torch.dtype:
-    """fp32 on CPU; on CUDA bf16 where native, else fp16."""
-    device = torch.device(device) if device is not None else torch_device()
-    if device.type == "cuda":
-        return torch.bfloat16 if bf16_native(device) else torch.float16
-    return torch.float32
 
 
 @contextmanager

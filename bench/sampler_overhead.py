@@ -40,7 +40,7 @@ class TimedDenoiser:
 
 def run(model, frames, width, height, steps, mode, scale, eta, callback):
     from consistent_video_kit.samplers.sampling import sample
-    cond, uncond = model.encode_prompts(["a cat"]), model.encode_prompts([""])
+    cond, uncond = model.encode_prompt_pair("a cat", "")
     sigmas = model.sigmas(steps)
     den = TimedDenoiser(model.denoiser())
     with model.loaded() as device:

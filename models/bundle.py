@@ -100,10 +100,6 @@ class VideoModel:
         ts = spaced_timesteps(spacing or s.spacing, steps, self.num_train_timesteps, s.steps_offset)
         return sigma_grid(self.alphas_cumprod, ts, final or s.final)
 
-    def encode_prompts(self, prompts: list[str]) -> dict:
-        """Conditioning for the denoiser: ``{"text": (B, L, D)}``."""
-        return {"text": self.text.encode(prompts)}
-
     def encode_prompt_pair(self, prompt: str, negative_prompt: str) -> tuple[dict, dict]:
         """(cond, uncond) for one prompt and its negative, in one text-encoder call."""
         text = self.text.encode([prompt, negative_prompt])

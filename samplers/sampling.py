@@ -32,11 +32,14 @@ def ancestral_step(sigma: float, sigma_next: float, eta: float) -> tuple[float, 
 
 
 def sample_ddim(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 0.0,
-                generator: Optional[torch.Generator] = None, callback: Optional[Callable] = None) -> torch.Tensor:
+                generator: Optional[torch.Generator] = None, callback: Optional[Callable] = None,
+                post_step: Optional[Callable] = None) -> torch.Tensor:
     """DDIM(η) over the grid. ``x`` ``(B, C, F, h, w)`` at ``sigmas[0]`` (σ-space); returns x at ``sigmas[-1]``.
 
     η > 0 draws ``N(0, I)`` from ``generator`` (CPU) once per step whose next level is > 0.
     ``callback(i, x, x0, sigma)`` runs after each model evaluation (progress, previews, interrupt).
+    ``post_step(i, x, sigma_next) -> x`` may change the latent after each step (a method's hook, e.g.
+    VideoGuide's low-pass re-noise); methods compose a guided-model wrapper and such a hook with this loop.
     """
     if eta < 0:
         raise ValueError(f"eta must be ≥ 0, got {eta}")
@@ -52,6 +55,8 @@ def sample_ddim(model: Callable, x: torch.Tensor, sigmas: torch.Tensor, eta: flo
         x = x0 if s_next == 0 else x0 + down * eps
         if up > 0:
             x = x + up * randn(x.shape, generator, x.device, x.dtype)
+        if post_step is not None:
+            x = post_step(i, x, s_next)
     return x
 
 

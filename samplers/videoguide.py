@@ -12,7 +12,9 @@ For each of the first ``guided_steps`` (I) sampler steps, at level σ:
 6. the VP-normalised ``x'`` keeps its low frequencies and takes fresh noise's high ones
    (:func:`.filters.frequency_mix`, noise from its own generator).
 
-After step I the sampler runs alone. The cost is N + I·τ network evaluations.
+After step I the sampler runs alone. The cost is N + I·τ NFE. The loop is the plain DDIM loop of
+:mod:`.sampling`, composed k-diffusion style: steps 2–4 are a guided-model wrapper (:func:`guided_x0_blend`),
+step 6 a post-step hook (:func:`lowpass_renoise`), so a change to the sampler loop reaches VideoGuide too.
 
 The "guide-side table" decides how the two models meet: ``match_by="sigma"`` uses the guide's own noise
 table (the guide sees the levels it was trained on); ``match_by="timestep"`` (the official code) uses the
@@ -27,7 +29,9 @@ from typing import Callable, Optional
 import torch
 
 from .filters import FILTER_KINDS, frequency_mix, lowpass_mask
+from .guidance import Guided, guidance
 from .noise import generator, randn
+from .sampling import initial_latent, sample_ddim
 from .schedules import ScheduleError, inclusive_linspace_timesteps
 from .vp import VPDenoiser, from_vp, sigma_to_t, to_vp
 
@@ -99,39 +103,54 @@ def guide_x0(guide: Callable, x0_s: torch.Tensor, levels: torch.Tensor, guide_st
         y = x0_g + float(levels[k + 1]) * eps_g
 
 
+def guided_x0_blend(model: Callable, guide: Callable, levels: dict, guide_steps: int, weight: float,
+                    renoise: torch.Generator) -> Callable:
+    """The sampler's guided model with VideoGuide's x0 blend: at a level σ that ``levels`` maps to the guide's
+    sub-grid, ``x̄0 = x0_s + w·(x0_g − x0_s)`` with ``x0_g`` from :func:`guide_x0`; the step direction stays
+    the sampler's own. Other levels pass through."""
+    def blended(x: torch.Tensor, sigma, **extra) -> Guided:
+        x0, eps = model(x, sigma, **extra)
+        sub_grid = levels.get(float(sigma))
+        if sub_grid is not None:
+            x0 = x0 + weight * (guide_x0(guide, x0, sub_grid, guide_steps, renoise) - x0)
+        return Guided(x0, eps)
+    return blended
+
+
+def lowpass_renoise(mask: Optional[torch.Tensor], guided_steps: int, noise: torch.Generator,
+                    on_guide_done: Optional[Callable] = None) -> Callable:
+    """The post-step hook: after each of the first ``guided_steps`` steps (to a level σ' > 0) the VP latent
+    ``x/sqrt(1 + σ'²)`` keeps its low frequencies and takes fresh noise's high ones (``mask`` None: no
+    filter); ``on_guide_done()`` runs once the last guided step is over."""
+    def post_step(i: int, x: torch.Tensor, s_next: float) -> torch.Tensor:
+        if i < guided_steps and mask is not None and s_next > 0:
+            z = to_vp(x, s_next)
+            x = from_vp(frequency_mix(z, randn(z.shape, noise, z.device, z.dtype), mask), s_next)
+        if i + 1 == guided_steps and on_guide_done is not None:
+            on_guide_done()
+        return x
+    return post_step
+
+
 def sample_videoguide(model: Callable, guide: Callable, x: torch.Tensor, sigmas: torch.Tensor,
                       guide_table: torch.Tensor, settings: VideoGuideSettings = VideoGuideSettings(), seed: int = 0,
                       callback: Optional[Callable] = None, on_guide_done: Optional[Callable] = None) -> torch.Tensor:
-    """The VideoGuide loop. ``model``/``guide``: guided models ``(x, σ) -> Guided`` (see :mod:`.guidance`);
-    ``x`` ``(B, C, F, h, w)`` at ``sigmas[0]``; ``guide_table`` ``(T,)`` the σ table of the guide's sub-grids
-    (``guide_denoiser(...).sigmas``). Returns x at ``sigmas[-1]``. ``on_guide_done()`` runs once the last
-    guided step is over (the host offloads the guide then). Draws: re-noise from purpose
+    """The VideoGuide loop: the plain DDIM loop (η = 0) over :func:`guided_x0_blend` with the
+    :func:`lowpass_renoise` hook. ``model``/``guide``: guided models ``(x, σ) -> Guided`` (see
+    :mod:`.guidance`); ``x`` ``(B, C, F, h, w)`` at ``sigmas[0]``; ``guide_table`` ``(T,)`` the σ table of the
+    guide's sub-grids (``guide_denoiser(...).sigmas``). Returns x at ``sigmas[-1]``. ``on_guide_done()`` runs
+    once the last guided step is over (the host offloads the guide then). Draws: re-noise from purpose
     ``"videoguide-renoise"``, filter noise from ``"videoguide-filter"``; the sampler's own draws are untouched.
     """
     st = settings
     st.check(len(sigmas) - 1)
-    renoise = generator(seed, "videoguide-renoise")
-    filter_noise = generator(seed, "videoguide-filter")
     mask = None if st.filter == "none" else lowpass_mask(st.filter, *x.shape[-3:], st.filter_n, st.filter_d_s,
                                                           st.filter_d_t)
     sig = [float(s) for s in sigmas]
-    levels = [guide_levels(guide_table, sig[i], st.guide_grid) for i in range(st.guided_steps)]  # errors up front
-    for i in range(len(sig) - 1):
-        s, s_next = sig[i], sig[i + 1]
-        x0, eps = model(x, s)
-        if callback is not None:
-            callback(i, x, x0, s)
-        guided = i < st.guided_steps
-        if guided:
-            x0_g = guide_x0(guide, x0, levels[i], st.guide_steps, renoise)
-            x0 = x0 + st.weight * (x0_g - x0)
-        x = x0 if s_next == 0 else x0 + s_next * eps
-        if guided and mask is not None and s_next > 0:
-            z = to_vp(x, s_next)
-            x = from_vp(frequency_mix(z, randn(z.shape, filter_noise, z.device, z.dtype), mask), s_next)
-        if i + 1 == st.guided_steps and on_guide_done is not None:
-            on_guide_done()
-    return x
+    levels = {sig[i]: guide_levels(guide_table, sig[i], st.guide_grid) for i in range(st.guided_steps)}  # errors first
+    blended = guided_x0_blend(model, guide, levels, st.guide_steps, st.weight, generator(seed, "videoguide-renoise"))
+    hook = lowpass_renoise(mask, st.guided_steps, generator(seed, "videoguide-filter"), on_guide_done)
+    return sample_ddim(blended, x, sigmas, 0.0, None, callback, hook)
 
 
 def videoguide(denoise: Callable, guide_denoise: VPDenoiser, shape, sigmas: torch.Tensor, cond, uncond, guide_cond,
@@ -142,8 +161,6 @@ def videoguide(denoise: Callable, guide_denoise: VPDenoiser, shape, sigmas: torc
     """VideoGuide from seeded noise, as :func:`.sampling.sample` is the baseline: the same start (purpose
     ``"initial"``), so guide weight 0 with filter ``none`` reproduces the baseline bit for bit. Each model
     has its own conditioning (its own text encoder). Returns the VP latent at the final level."""
-    from .guidance import guidance
-    from .sampling import initial_latent
     x = initial_latent(shape, sigmas, seed, device)
     x = sample_videoguide(guidance(denoise, cond, uncond, scale, mode),
                           guidance(guide_denoise, guide_cond, guide_uncond, guide_scale, guide_mode),

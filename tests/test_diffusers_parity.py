@@ -43,8 +43,7 @@ def test_ddim_matches_diffusers(tiny_animatediff, eta):
     ng = torch.Generator().manual_seed(noise_seed)
     noises = [torch.randn(z_T.shape, generator=ng) for _ in range(STEPS)]
     with torch.inference_mode():
-        cond = m.encode_prompts(["a cat surfing"])
-        uncond = m.encode_prompts([""])
+        cond, uncond = m.encode_prompt_pair("a cat surfing", "")
         ref = diffusers_loop(m, z_T, cond["text"], uncond["text"], eta, noises)
 
         sigmas = m.sigmas(STEPS)           # the model's defaults: leading, offset 1, final σ = 0

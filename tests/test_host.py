@@ -13,7 +13,6 @@ def test_fallbacks_without_comfyui(monkeypatch, tmp_path):
     assert "comfy" not in sys.modules
     assert host.torch_device().type in ("cpu", "cuda")
     assert host.offload_device() == torch.device("cpu")
-    assert host.default_dtype(torch.device("cpu")) == torch.float32
     host.check_interrupt()  # no-op
     bar = host.Progress(3, "t")
     for _ in range(3):
@@ -87,3 +86,22 @@ def test_comfyui_branches(fake_comfy, tmp_path):
     assert host.list_models("checkpoints") == ["m.safetensors"]
     with pytest.raises(host.ModelFileNotFound, match="models/checkpoints"):
         host.find_model("checkpoints", "x.safetensors")
+
+
+def test_a_failed_comfyui_import_is_tried_once(monkeypatch):
+    """Outside ComfyUI every progress step asks for comfy.model_management: the miss is remembered; a module
+    that appears in sys.modules later (ComfyUI loaded after the pack) is still found."""
+    calls = []
+    real = host.importlib.import_module
+
+    def counting(name, *a, **k):
+        calls.append(name)
+        return real(name, *a, **k)
+    monkeypatch.setattr(host.importlib, "import_module", counting)
+    monkeypatch.setattr(host, "_MISSING", set())
+    name = "cvk_no_such_comfy_module"
+    assert host._optional(name) is None and host._optional(name) is None
+    assert calls == [name]
+    late = types.ModuleType(name)
+    monkeypatch.setitem(sys.modules, name, late)
+    assert host._optional(name) is late

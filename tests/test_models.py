@@ -92,7 +92,7 @@ def test_text_encoder(tiny_animatediff):
 @pytest.mark.parametrize("name", ["tiny_animatediff", "tiny_modelscope"])
 def test_denoiser_on_5d_latents(name, request):
     model = request.getfixturevalue(name)
-    cond = model.encode_prompts(["a cat"] * 2)
+    cond = {"text": model.text.encode(["a cat"] * 2)}
     x = torch.randn(2, 4, 3, 8, 8) * 5
     with model.loaded():
         x0 = model.denoiser()(x, 4.0, cond)
@@ -151,9 +151,22 @@ def test_interpolated_timesteps_reach_the_network(tiny_modelscope):
     d_near.network = spy
     mid = float((d_interp.sigmas[400].log() * 0.5 + d_interp.sigmas[401].log() * 0.5).exp())
     x = torch.randn(1, 4, 2, 8, 8)
-    cond = m.encode_prompts(["a"])
+    cond = {"text": m.text.encode(["a"])}
     with m.loaded():
         a = d_interp(x, mid, cond)
         b = d_near(x, mid, cond)
     assert seen[0].item() == pytest.approx(400.5) and seen[1].item() in (400, 401)
     assert not torch.allclose(a, b)
+
+
+def test_no_empty_float32_notice_from_diffusers(capfd):
+    """diffusers prints "modules … should be kept in float32: []" on from_unet2d / .to(dtype): an empty list,
+    silenced; its other warnings are not."""
+    import logging
+    from diffusers import UNetMotionModel
+    from cvk_testkit import tiny_files as tf
+    unet, _, _ = tf.tiny_sd_models()
+    UNetMotionModel.from_unet2d(unet, tf.tiny_motion_adapter(False))
+    logging.getLogger("diffusers.models.modeling_utils").warning("another diffusers warning")
+    err = capfd.readouterr().err
+    assert "should be kept in float32" not in err and "another diffusers warning" in err

@@ -72,10 +72,6 @@ class CVK_CameraTrajectory:
 
     def make(self, trajectory, views, frames, distance, speed, fov, width, height):
         node = self.NODE
-        if trajectory not in TRAJECTORIES:
-            raise CVKInputError(node, "trajectory", trajectory, f"one of {TRAJECTORIES}")
-        if frames < 1:
-            raise CVKInputError(node, "frames", frames, "at least 1")
         if trajectory in tr.PATTERNS:
             if views < 2:
                 raise CVKInputError(node, "views", views, f"at least 2 for the multi-view pattern '{trajectory}'")
@@ -126,6 +122,7 @@ class CVK_LoadCameraPoses:
     OUTPUT_TOOLTIPS = ("One view with one camera per pose line.",)
     FUNCTION = "load"
     NODE = "CVK_LoadCameraPoses"
+    FILE_INPUTS = ("pose_file",)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -38,10 +38,6 @@ class CVK_CameraPreview:
         node = self.NODE
         if not isinstance(camera, CameraPath):
             raise CVKInputError(node, "camera", camera, "a CVK_CAMERA (a camera path from one of the camera nodes)")
-        if isinstance(size, bool) or not isinstance(size, int) or not SIZE_MIN <= size <= SIZE_MAX:
-            raise CVKInputError(node, "size", size, f"an integer from {SIZE_MIN} to {SIZE_MAX}")
-        if projections not in PROJECTION_CHOICES:
-            raise CVKInputError(node, "projections", projections, f"one of {list(PROJECTION_CHOICES)}")
         try:
             image = render_preview(camera, size, projections)
         except ValueError as e:          # a path that cannot be drawn (non-finite or singular K)

@@ -87,8 +87,7 @@ def check_images(node: str, images, model: VideoModel, name: str = "images", sin
 
 
 def check_frames(node: str, frames: int, model: VideoModel, name: str = "frames") -> None:
-    if frames < 1:
-        raise CVKInputError(node, name, frames, "at least 1 frame")
+    """At most the model's frame limit (the declared minimum of 1 is checked before the node runs)."""
     if model.max_frames is not None and frames > model.max_frames:
         raise CVKInputError(node, name, frames, f"at most {model.max_frames} frames for {model.name} "
                                                 f"(its motion module's position table)")
@@ -157,27 +156,38 @@ def check_file_name(node: str, name: str, value, subfolders: bool = True) -> str
     return value
 
 
-def check_declared(node: str, spec: dict, values: dict) -> None:
-    """Every INT / FLOAT input against its declaration: a number (FLOAT: finite) within ``min``/``max``.
-    ComfyUI checks the range of widget values itself, but not of linked values, not NaN, and not calls
-    from other code; this is the one place all of those are refused."""
+def check_declared(node: str, spec: dict, values: dict, file_inputs: tuple = ()) -> None:
+    """Every widget input against its declaration: a combo value in its list, a STRING a string, a BOOLEAN a
+    bool, an INT / FLOAT a number (FLOAT: finite) within ``min``/``max``. ComfyUI checks typed-in values
+    itself, but not linked values, not NaN, and not calls from other code; this is the one place all of those
+    are refused, so nodes need not repeat these checks. ``file_inputs``: combos listing files, which the node
+    checks itself (a missing file gets the folders searched, not the list)."""
     for section in ("required", "optional"):
         for name, entry in spec.get(section, {}).items():
             kind, opts = entry[0], (entry[1] if len(entry) > 1 else {})
-            if kind not in ("INT", "FLOAT") or name not in values or values[name] is None:
+            if name not in values or values[name] is None:
                 continue
             v = values[name]
-            lo, hi = opts.get("min"), opts.get("max")
-            if kind == "FLOAT":
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise CVKInputError(node, name, v, "a finite number")
-                bounds = "a number"
-            else:
-                if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(kind, list):
+                if v not in kind and name not in file_inputs:
+                    shown = f"one of {kind}" if len(kind) <= 20 else f"one of the {len(kind)} listed choices"
+                    raise CVKInputError(node, name, v, shown)
+            elif kind == "STRING" and not isinstance(v, str):
+                raise CVKInputError(node, name, v, "a string")
+            elif kind == "BOOLEAN" and not isinstance(v, bool):
+                raise CVKInputError(node, name, v, "true or false")
+            elif kind in ("INT", "FLOAT"):
+                if kind == "FLOAT":
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                        raise CVKInputError(node, name, v, "a finite number")
+                    bounds = "a number"
+                elif isinstance(v, bool) or not isinstance(v, int):
                     raise CVKInputError(node, name, v, "an integer")
-                bounds = "an integer"
-            if (lo is not None and v < lo) or (hi is not None and v > hi):
-                raise CVKInputError(node, name, v, f"{bounds} from {lo} to {hi}")
+                else:
+                    bounds = "an integer"
+                lo, hi = opts.get("min"), opts.get("max")
+                if (lo is not None and v < lo) or (hi is not None and v > hi):
+                    raise CVKInputError(node, name, v, f"{bounds} from {lo} to {hi}")
 
 
 def checked(cls):
@@ -191,7 +201,7 @@ def checked(cls):
     @functools.wraps(func)
     def run(self, *args, **kwargs):
         bound = signature.bind(self, *args, **kwargs)
-        check_declared(node, cls.INPUT_TYPES(), bound.arguments)
+        check_declared(node, cls.INPUT_TYPES(), bound.arguments, getattr(cls, "FILE_INPUTS", ()))
         return func(self, *args, **kwargs)
     run._cvk_checked = True
     setattr(cls, cls.FUNCTION, run)

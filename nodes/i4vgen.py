@@ -59,8 +59,6 @@ class CVK_AnchorCandidates:
         node = self.NODE
         model = check_model(node, model)
         check_size(node, width, height, model.latent_format.spatial_factor)
-        if num_candidates < 1:
-            raise CVKInputError(node, "num_candidates", num_candidates, "at least 1")
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         with model.loaded() as device:
@@ -105,8 +103,6 @@ class CVK_AnchorSelector:
         n = images.shape[0]
         if z.shape[0] != n or z.shape[2] != 1:
             raise CVKInputError(node, "latent", z, f"{n} single-frame candidate latents [{n}, C, 1, h, w] (one per image)")
-        if selection not in SELECTIONS:
-            raise CVKInputError(node, "selection", selection, f"one of {list(SELECTIONS)}")
         if selection == "scorer" and not isinstance(scorer, Scorer):
             raise CVKInputError(node, "scorer", scorer, "a CVK_SCORER (from Load Anchor Scorer) for selection 'scorer'")
         field, value = {"scorer": ("scorer", getattr(scorer, "name", None)), "external scores": ("external_scores", external_scores),
@@ -168,8 +164,6 @@ class CVK_NIVSDSAnimator:
             anchor = check_latent(node, anchor_latent, model, "anchor_latent")
             if anchor.shape[0] != 1 or anchor.shape[2] != 1:
                 raise CVKInputError(node, "anchor_latent", anchor, "one single-frame latent [1, C, 1, h, w]")
-        if step_sizes not in SCHEDULE_CHOICES:
-            raise CVKInputError(node, "step_sizes", step_sizes, f"one of {list(SCHEDULE_CHOICES)}")
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         iters = i4vgen.ni_vsds_iterations(steps, p_ni_vsds)
@@ -210,8 +204,6 @@ class CVK_Regenerate:
         node = self.NODE
         model = check_model(node, model)
         z = check_latent(node, latent, model)
-        if sampler not in SAMPLERS:
-            raise CVKInputError(node, "sampler", sampler, f"one of {list(SAMPLERS)}")
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         try:
             start = i4vgen.regeneration_start(steps, p_re)

@@ -53,6 +53,7 @@ class CVK_ScorerLoader:
     OUTPUT_TOOLTIPS = ("The scorer (prompt + images → one score each), for the anchor selector.",)
     FUNCTION = "load"
     NODE = "CVK_ScorerLoader"
+    FILE_INPUTS = ("scorer",)   # checked by load_scorer (missing files named)
 
     @classmethod
     def INPUT_TYPES(cls):

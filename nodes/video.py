@@ -1,8 +1,6 @@
 """Core video nodes: load a model, text → video, decode, encode."""
 from __future__ import annotations
 
-import torch
-
 from .. import host
 from ..models.checkpoint import MODEL_EXTS, CheckpointError
 from ..models.loaders import (ATTENTIONS, MOTION_FOLDER, PRECISIONS, LoadOptionError, folder_family,
@@ -49,10 +47,6 @@ def load_video_model(node: str, choice: str, motion_module: str = NONE, precisio
                 raise CVKInputError(node, field, value, f"'{ok}' for the tiny demo models (they always run in fp32 "
                                                         f"with SDPA and carry their own motion layers)")
         return tiny_model(name)
-    if precision not in PRECISIONS:
-        raise CVKInputError(node, "precision", precision, f"one of {list(PRECISIONS)}")
-    if attention not in ATTENTIONS:
-        raise CVKInputError(node, "attention", attention, f"one of {list(ATTENTIONS)}")
     check_file_name(node, "model_name", choice)
     if motion_module != NONE:
         check_file_name(node, "motion_module", motion_module)
@@ -98,6 +92,7 @@ class CVK_VideoModelLoader:
     OUTPUT_TOOLTIPS = ("The loaded model bundle (network, noise table, VAE, text encoder), kept on the offload "
                        "device until a node needs it.",)
     FUNCTION = "load"
+    FILE_INPUTS = ("model_name", "motion_module")   # checked by load_video_model (missing files named)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -159,8 +154,6 @@ class CVK_TextToVideo:
         if sampler == "ddpm" and eta not in (0.0, 1.0):
             raise CVKInputError(node, "eta", eta, "0 or 1 with sampler ddpm (ddpm is η = 1); choose sampler ddim "
                                                   "for other η")
-        if guidance not in GUIDANCE_MODES:
-            raise CVKInputError(node, "guidance", guidance, f"one of {list(GUIDANCE_MODES)}")
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         shape = model.latent_shape(frames, width, height)

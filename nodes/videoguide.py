@@ -109,10 +109,6 @@ class CVK_VideoGuideSampler:
             raise CVKInputError(node, "guided_steps", guided_steps, f"at most steps ({steps})")
         if guide_steps > guide_grid:
             raise CVKInputError(node, "guide_steps", guide_steps, f"at most guide_grid ({guide_grid})")
-        for name, value, choices in (("guidance", guidance, GUIDANCE_MODES), ("guide_guidance", guide_guidance, GUIDANCE_MODES),
-                                     ("filter", filter, FILTER_KINDS), ("match_by", match_by, MATCH_BY), ("grid", grid, GRIDS)):
-            if value not in choices:
-                raise CVKInputError(node, name, value, f"one of {list(choices)}")
         sigmas = sigmas_or_error(node, steps, lambda: (
             sigma_grid(model.alphas_cumprod, default_timesteps(steps, model.num_train_timesteps), "zero")
             if grid == "videoguide" else model.sigmas(steps)))

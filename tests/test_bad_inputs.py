@@ -51,7 +51,7 @@ def test_bad_input_is_refused_clearly(executor, case):
     assert type(e.value).__module__ == "builtins"          # ComfyUI shows the type as plain 'CVKInputError'
 
 
-def _valid_value(kind, opts):
+def _valid_value(kind, opts):   # (the executor fixture puts files in the lists of file combos)
     if isinstance(kind, list):
         return kind[0] if kind else "none"
     return {"INT": opts.get("default", opts.get("min", 0)), "FLOAT": opts.get("default", 0.0),
@@ -66,7 +66,7 @@ def float_inputs(pack):
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
-def test_every_float_input_refuses_non_finite_values(pack, bad):
+def test_every_float_input_refuses_non_finite_values(pack, executor, bad):
     seen = 0
     for node_id, cls, name in float_inputs(pack):
         kwargs = {n: _valid_value(k, o) for n, (k, o, _r) in input_specs(cls).items()}
@@ -78,7 +78,7 @@ def test_every_float_input_refuses_non_finite_values(pack, bad):
     assert seen >= 15
 
 
-def test_every_int_and_float_input_refuses_values_outside_its_range(pack):
+def test_every_int_and_float_input_refuses_values_outside_its_range(pack, executor):
     checked = 0
     for node_id, cls in sorted(pack.NODE_CLASS_MAPPINGS.items()):
         specs = input_specs(cls)
@@ -94,3 +94,23 @@ def test_every_int_and_float_input_refuses_values_outside_its_range(pack):
                    f"{opts['max']}." == str(e.value)
             checked += 1
     assert checked >= 40
+
+
+def test_every_choice_and_switch_input_refuses_what_it_does_not_offer(pack, executor):
+    """Combos outside their list (file lists excepted: their nodes name the folders searched), non-string
+    STRINGs and non-bool BOOLEANs are refused before the node runs."""
+    checked = 0
+    for node_id, cls in sorted(pack.NODE_CLASS_MAPPINGS.items()):
+        specs = input_specs(cls)
+        for name, (kind, opts, _req) in specs.items():
+            bad = "no such choice" if isinstance(kind, list) else {"STRING": 3, "BOOLEAN": "yes"}.get(kind)
+            if bad is None or name in getattr(cls, "FILE_INPUTS", ()):
+                continue
+            kwargs = {n: _valid_value(k, o) for n, (k, o, _r) in specs.items()}
+            kwargs[name] = bad
+            with pytest.raises(CVKInputError) as e:
+                getattr(cls(), cls.FUNCTION)(**kwargs)
+            want = f"one of {kind}" if isinstance(kind, list) else {"STRING": "a string", "BOOLEAN": "true or false"}[kind]
+            assert str(e.value) == f"{node_id}: input '{name}' got {bad!r}; expected {want}.", str(e.value)
+            checked += 1
+    assert checked >= 30

@@ -242,9 +242,75 @@ def _draw_grid(cv: _Canvas, fit: _Fit) -> float:
     return step
 
 
-def _draw_view(cv: _Canvas, fit: _Fit, v: int):
-    """View ``v``: a frustum per drawn frame, the path, the last frame's arrowhead and index, frame 0's dot and
-    ``0``."""
+class _Ink:
+    """Where the panel already has ink (anything but background and grid), so that the legend, the axes glyph
+    and the frame labels go where they cover no track; each placed item is inked in turn."""
+
+    def __init__(self, cv: _Canvas):
+        arr = np.asarray(cv.img)
+        free = np.zeros(arr.shape[:2], dtype=bool)
+        for c in (BACKGROUND, GRID, GRID_ZERO):
+            free |= (arr == np.array(c, dtype=arr.dtype)).all(-1)
+        self.mask = ~free
+        self.top, self.S = cv.header, cv.S
+
+    def cost(self, box) -> float:
+        """Inked pixels under ``box`` (x0, y0, x1, y1); a box outside the plot area costs more than any."""
+        x0, y0, x1, y1 = box
+        if x0 < 0 or y0 < self.top or x1 > self.S or y1 > self.S:
+            return math.inf
+        return float(self.mask[int(y0):int(math.ceil(y1)), int(x0):int(math.ceil(x1))].sum())
+
+    def place(self, boxes) -> tuple[int, float]:
+        """The first box with no ink under it, else the one with the least: ``(index, its cost)``; that box is
+        inked."""
+        costs = [self.cost(b) for b in boxes]
+        i = next((k for k, c in enumerate(costs) if c == 0), int(np.argmin(costs)))
+        x0, y0, x1, y1 = boxes[i]
+        self.mask[max(0, int(y0)):max(0, int(math.ceil(y1))), max(0, int(x0)):max(0, int(math.ceil(x1)))] = True
+        return i, costs[i]
+
+
+def _corner_boxes(cv: _Canvas, box) -> list[tuple]:
+    """``box`` (x0, y0, x1, y1) in its corner of the plot area, then mirrored into the other three corners (its
+    distances to the nearest edges kept)."""
+    x0, y0, x1, y1 = box
+    S, top, w, h = cv.S, cv.header, x1 - x0, y1 - y0
+    left, right = x0, S - x1
+    upper, lower = y0 - top, S - y1
+    xs = [x0, S - left - w] if left <= right else [x0, right]
+    ys = [y0, S - upper - h] if upper <= lower else [y0, top + lower]
+    return [(x, y, x + w, y + h) for y in ys for x in xs]
+
+
+#: Where a frame label may go around its point, in order of preference: (dx, dy) signs (0: centred) and a
+#: distance multiplier. The first two are frame 0's and the last frame's usual places (up-right, down-right).
+_LABEL_SPOTS = [(dx, dy, k) for k in (1.0, 2.5, 4.0, 5.5) for dx, dy in
+                ((1, -1), (1, 1), (-1, -1), (-1, 1), (0, -1), (0, 1), (1, 0), (-1, 0))]
+
+
+def _draw_label(cv: _Canvas, ink: _Ink, point, text: str, fill, first_spot: int):
+    """``text`` next to ``point`` (a frame's dot or arrow tip) where it covers no track if there is such a spot,
+    with a background-coloured outline so it stays legible where there is none."""
+    draw, font = cv.draw, cv.small
+    halo = max(1, int(round(1.5 * cv.u)))
+    l, t, r, b = draw.textbbox((0, 0), text, font=font, stroke_width=halo)
+    w, h = r - l, b - t
+    gap = max(3.0 * _SS, 5.5 * cv.u) + 2 * cv.u                  # clear of the dot
+    spots = [_LABEL_SPOTS[first_spot]] + [s for k, s in enumerate(_LABEL_SPOTS) if k != first_spot]
+    boxes = []
+    for dx, dy, k in spots:
+        x = point[0] + dx * gap * k - (0 if dx > 0 else w if dx < 0 else w / 2)
+        y = point[1] + dy * gap * k - (0 if dy > 0 else h if dy < 0 else h / 2)
+        boxes.append((x, y, x + w, y + h))
+    i, _ = ink.place(boxes)
+    draw.text((float(boxes[i][0] - l), float(boxes[i][1] - t)), text, font=font, fill=fill,
+              stroke_width=halo, stroke_fill=BACKGROUND)
+
+
+def _draw_view(cv: _Canvas, fit: _Fit, v: int) -> list[tuple]:
+    """View ``v``: a frustum per drawn frame, the path, the last frame's arrowhead, frame 0's dot. Returns its
+    frame labels, drawn once every view is: ``(point, text, colour, preferred spot)``."""
     draw, u = cv.draw, cv.u
     F = fit.c2.shape[1]
     w_path = max(2.0 * _SS, 3.0 * u)
@@ -267,6 +333,7 @@ def _draw_view(cv: _Canvas, fit: _Fit, v: int):
     for f in range(1, F):
         draw.line([tuple(pc[f - 1]), tuple(pc[f])], fill=_mix(colour, 0.5 + 0.5 * ramp(f)),
                   width=int(round(w_path)))
+    labels = []
     # last frame: an arrowhead along the last segment of non-zero length (none for a still camera)
     if F > 1:
         last = pc[-1]
@@ -275,32 +342,56 @@ def _draw_view(cv: _Canvas, fit: _Fit, v: int):
             if np.hypot(*d) > 0.5 * head:
                 _arrow_head(draw, last, d, head, colour)
                 break
-        lw, lh, lt = _text_size(draw, str(F - 1), cv.small)
-        _text(draw, (last[0] + r_dot + 2 * u, last[1] + r_dot - lt), str(F - 1), cv.small, colour)
+        labels.append((tuple(last), str(F - 1), colour, 1))
     x, y = pc[0]
     draw.ellipse([x - r_dot, y - r_dot, x + r_dot, y + r_dot], fill=colour, outline=TEXT,
                  width=max(1, int(round(0.8 * u))))
-    _, lh, lt = _text_size(draw, "0", cv.small)
-    _text(draw, (x + r_dot + 2 * u, y - r_dot - lh - lt), "0", cv.small, TEXT)
+    labels.append(((x, y), "0", TEXT, 0))
+    return labels
 
 
-def _draw_axes(cv: _Canvas, pr: _Projection):
-    """The panel's axes: +h to the right, +v up (top) or down (front, side), from a corner of the plot area."""
+def _draw_labels(cv: _Canvas, ink: _Ink, labels: list[tuple]):
+    """The frame labels; a text that several views share at one spot (CVD's views all start at one camera) is
+    written once."""
+    near = max(3.0 * _SS, 5.5 * cv.u)
+    done = []
+    for point, text, colour, spot in labels:
+        if any(t == text and math.dist(p, point) <= near for p, t in done):
+            continue
+        done.append((point, text))
+        _draw_label(cv, ink, point, text, colour, spot)
+
+
+def _draw_axes(cv: _Canvas, ink: _Ink, pr: _Projection):
+    """The panel's axes: +h to the right, +v up (top) or down (front, side), in a corner of the plot area where
+    they cover no track (the usual corner first: bottom-left for top, top-left for front and side), on a dark
+    box where every corner has tracks."""
     draw, u, S, header, font = cv.draw, cv.u, cv.S, cv.header, cv.font
     g = max(22.0 * _SS, 40.0 * u)
     ox = 14.0 * u + 2 * _SS
     oy = (S - 14.0 * u - 2 * _SS) if pr.v_sign < 0 else (header + 14.0 * u + 2 * _SS)
     vy = oy - g if pr.v_sign < 0 else oy + g
+    hl, vl = "+" + _AXIS[pr.h], "+" + _AXIS[pr.v]
+    htw, hth, htt = _text_size(draw, hl, font)
+    vtw, vth, vtt = _text_size(draw, vl, font)
+    hxy = (ox + g + 5 * u, oy - hth / 2 - htt)
+    vxy = (ox - vtw / 2, (vy - vth - vtt - 4 * u) if pr.v_sign < 0 else (vy + 4 * u - vtt))
+    pad = 4 * u
+    box = (min(ox - 4 * u, vxy[0]) - pad, min(oy, vy, vxy[1] + vtt) - 4 * u - pad,
+           hxy[0] + htw + pad, max(oy, vy, vxy[1] + vtt + vth) + 4 * u + pad)
+    boxes = _corner_boxes(cv, box)
+    i, cost = ink.place(boxes)
+    dx, dy = boxes[i][0] - box[0], boxes[i][1] - box[1]
+    if cost:
+        draw.rectangle(boxes[i], fill=(26, 29, 35), outline=(60, 65, 75), width=max(1, _SS // 2))
     aw = max(1, int(round(1.6 * u)))
+    ox, oy, vy = ox + dx, oy + dy, vy + dy
     draw.line([(ox, oy), (ox + g, oy)], fill=TEXT, width=aw)
     draw.line([(ox, oy), (ox, vy)], fill=TEXT, width=aw)
     _arrow_head(draw, (ox + g, oy), (1, 0), 7 * u, TEXT)
     _arrow_head(draw, (ox, vy), (0, vy - oy), 7 * u, TEXT)
-    hl, vl = "+" + _AXIS[pr.h], "+" + _AXIS[pr.v]
-    tw, th, tt = _text_size(draw, hl, font)
-    _text(draw, (ox + g + 5 * u, oy - th / 2 - tt), hl, font, TEXT)
-    tw, th, tt = _text_size(draw, vl, font)
-    _text(draw, (ox - tw / 2, (vy - th - tt - 4 * u) if pr.v_sign < 0 else (vy + 4 * u - tt)), vl, font, TEXT)
+    _text(draw, (hxy[0] + dx, hxy[1] + dy), hl, font, TEXT)
+    _text(draw, (vxy[0] + dx, vxy[1] + dy), vl, font, TEXT)
 
 
 def _draw_header(cv: _Canvas, pr: _Projection, step: float):
@@ -316,23 +407,26 @@ def _draw_header(cv: _Canvas, pr: _Projection, step: float):
 
 def _panel(path: CameraPath, name: str, size: int, centres: np.ndarray, shapes: np.ndarray,
            first: bool) -> Image.Image:
-    """One ``size × size`` panel (drawn at ``_SS × size``, returned at that resolution)."""
+    """One ``size × size`` panel (drawn at ``_SS × size``, returned at that resolution): the tracks first, then
+    the legend (first panel), the axes and the frame labels where they cover no track."""
     pr = _PROJ[name]
     cv = _Canvas.new(size)
     fit = _fit(pr, cv, centres, shapes)
     step = _draw_grid(cv, fit)
-    for v in range(centres.shape[0]):
-        _draw_view(cv, fit, v)
-    _draw_axes(cv, pr)
-    _draw_header(cv, pr, step)
+    labels = [label for v in range(centres.shape[0]) for label in _draw_view(cv, fit, v)]
+    ink = _Ink(cv)
     if first:
-        _legend(cv, path)
+        _legend(cv, ink, path)
+    _draw_axes(cv, ink, pr)
+    _draw_labels(cv, ink, labels)
+    _draw_header(cv, pr, step)
     cv.draw.line([(cv.S - 1, 0), (cv.S - 1, cv.S)], fill=(50, 54, 62), width=max(1, _SS // 2))   # separator
     return cv.img
 
 
-def _legend(cv: _Canvas, path: CameraPath):
-    """Legend (first panel): a colour swatch per view (up to :data:`LEGEND_ROWS`), then the path's size."""
+def _legend(cv: _Canvas, ink: _Ink, path: CameraPath):
+    """Legend (first panel): a colour swatch per view (up to :data:`LEGEND_ROWS`), then the path's size; in the
+    top-right corner of the plot area, or another corner where it covers fewer tracks."""
     draw, S, header, u, font, small = cv.draw, cv.S, cv.header, cv.u, cv.font, cv.small
     V, F = path.views, path.frames
     rows = [f"view {v}" for v in range(min(V, LEGEND_ROWS))]
@@ -346,7 +440,8 @@ def _legend(cv: _Canvas, path: CameraPath):
     widths = [_text_size(draw, r, font)[0] for r in rows] + [_text_size(draw, info, small)[0] - sw - 6 * u]
     bw = sw + 6 * u + max(widths) + 16 * u
     bh = row_h * (len(rows) + 1) + 12 * u
-    x0, y0 = S - bw - 8 * u, header + 8 * u
+    boxes = _corner_boxes(cv, (S - bw - 8 * u, header + 8 * u, S - 8 * u, header + 8 * u + bh))
+    x0, y0, _, _ = boxes[ink.place(boxes)[0]]
     draw.rectangle([x0, y0, x0 + bw, y0 + bh], fill=(26, 29, 35), outline=(60, 65, 75), width=max(1, _SS // 2))
     for i, r in enumerate(rows):
         y = y0 + 8 * u + i * row_h

@@ -205,6 +205,75 @@ def test_unusable_paths_are_refused():
         render_preview(bad, 32)
 
 
+def drawing_log(monkeypatch) -> dict:
+    """Record what each panel draws (PIL's ImageDraw calls, grouped by drawing): ``{id: [(kind, xy, kwargs)]}``
+    with text boxes measured by PIL."""
+    from PIL import ImageDraw
+    log = {}
+    for kind in ("line", "polygon", "ellipse", "rectangle", "text"):
+        orig = getattr(ImageDraw.ImageDraw, kind)
+
+        def rec(self, xy, *args, _orig=orig, _kind=kind, **kw):
+            entry = {"kind": _kind, "xy": xy, **kw, "draw": self}
+            if _kind == "text":
+                entry["text"] = args[0] if args else kw["text"]
+                entry["box"] = self.textbbox(xy, entry["text"], font=kw.get("font"), stroke_width=kw.get("stroke_width", 0))
+            log.setdefault(id(self), []).append(entry)
+            return _orig(self, xy, *args, **kw)
+        monkeypatch.setattr(ImageDraw.ImageDraw, kind, rec)
+    return log
+
+
+def track_points(entries) -> list[tuple[np.ndarray, float]]:
+    """Pixel points along everything drawn for the cameras (frustums, paths, arrowheads, dots), 1 px apart,
+    each with its half line width: lines, polygons and ellipses not in the grid, axes or text colours (the
+    legend's swatches are rectangles)."""
+    from consistent_video_kit.camera.preview import BACKGROUND, GRID, GRID_ZERO, TEXT
+    not_tracks = {GRID, GRID_ZERO, TEXT, BACKGROUND, (50, 54, 62), (26, 29, 35), (28, 31, 37)}
+    out = []
+    for e in entries:
+        if e["kind"] in ("text", "rectangle") or e.get("fill") is None or tuple(e["fill"]) in not_tracks:
+            continue
+        xy = np.asarray(e["xy"], dtype=np.float64).reshape(-1, 2)          # [(x, y), ...] or [x0, y0, x1, y1]
+        pts = [tuple(p) for p in xy]
+        if e["kind"] == "ellipse":
+            (x0, y0), (x1, y1) = pts
+            pts = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0), ((x0 + x1) / 2, (y0 + y1) / 2)]
+        elif e["kind"] == "polygon":
+            pts = pts + pts[:1]
+        half = e.get("width", 1) / 2
+        for a, b in zip(pts[:-1], pts[1:]):
+            n = max(2, int(math.dist(a, b)) + 1)
+            for t in np.linspace(0, 1, n):
+                out.append((np.array(a) + t * (np.array(b) - np.array(a)), half))
+        if len(pts) == 1:
+            out.append((np.array(pts[0]), half))
+    return out
+
+
+@pytest.mark.parametrize("pattern,views,size", [("circle", 4, 512), ("upper_hemi", 8, 384)])
+def test_labels_do_not_cover_the_tracks(monkeypatch, pattern, views, size):
+    """The frame labels (0, the last index), the axes labels (+x ...) and the legend sit where no camera track is
+    drawn, for the example's path (CVD's circle: every view starts at one camera) and a fan of 8 views."""
+    from consistent_video_kit.camera import trajectories
+    log = drawing_log(monkeypatch)
+    render_preview(trajectories.pattern(pattern, views, 16, 256, 256, 0.5), size)
+    assert len(log) == 3                                                  # one drawing per panel
+    for entries in log.values():
+        pts = track_points(entries)
+        assert len(pts) > 1000
+        P = np.stack([p for p, _ in pts])
+        H = np.array([h for _, h in pts])
+        labels = [(e["text"], e["box"]) for e in entries if e["kind"] == "text"
+                  and (e["text"].isdigit() or e["text"] in ("+x", "+y", "+z"))]
+        labels += [("legend", tuple(np.asarray(e["xy"], dtype=np.float64).reshape(-1))) for e in entries
+                   if e["kind"] == "rectangle" and e.get("fill") == (26, 29, 35)]
+        assert {t for t, _ in labels} >= {"0", "15"} and sum(t.startswith("+") for t, _ in labels) == 2
+        for text, (x0, y0, x1, y1) in labels:
+            inside = ((P[:, 0] + H > x0) & (P[:, 0] - H < x1) & (P[:, 1] + H > y0) & (P[:, 1] - H < y1))
+            assert not inside.any(), f"label {text!r} at {(x0, y0, x1, y1)} covers {inside.sum()} track points"
+
+
 def test_node_returns_the_image_and_the_camera_for_the_3d_view():
     path = orbit(2, 5)
     out = CVK_CameraPreview().preview(path, 128, "top,front")

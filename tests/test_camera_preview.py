@@ -205,6 +205,75 @@ def test_unusable_paths_are_refused():
         render_preview(bad, 32)
 
 
+def drawing_log(monkeypatch) -> dict:
+    """Record what each panel draws (PIL's ImageDraw calls, grouped by drawing): ``{id: [(kind, xy, kwargs)]}``
+    with text boxes measured by PIL."""
+    from PIL import ImageDraw
+    log = {}
+    for kind in ("line", "polygon", "ellipse", "rectangle", "text"):
+        orig = getattr(ImageDraw.ImageDraw, kind)
+
+        def rec(self, xy, *args, _orig=orig, _kind=kind, **kw):
+            entry = {"kind": _kind, "xy": xy, **kw, "draw": self}
+            if _kind == "text":
+                entry["text"] = args[0] if args else kw["text"]
+                entry["box"] = self.textbbox(xy, entry["text"], font=kw.get("font"), stroke_width=kw.get("stroke_width", 0))
+            log.setdefault(id(self), []).append(entry)
+            return _orig(self, xy, *args, **kw)
+        monkeypatch.setattr(ImageDraw.ImageDraw, kind, rec)
+    return log
+
+
+def track_points(entries) -> list[tuple[np.ndarray, float]]:
+    """Pixel points along everything drawn for the cameras (frustums, paths, arrowheads, dots), 1 px apart,
+    each with its half line width: lines, polygons and ellipses not in the grid, axes or text colours (the
+    legend's swatches are rectangles)."""
+    from consistent_video_kit.camera.preview import BACKGROUND, GRID, GRID_ZERO, TEXT
+    not_tracks = {GRID, GRID_ZERO, TEXT, BACKGROUND, (50, 54, 62), (26, 29, 35), (28, 31, 37)}
+    out = []
+    for e in entries:
+        if e["kind"] in ("text", "rectangle") or e.get("fill") is None or tuple(e["fill"]) in not_tracks:
+            continue
+        xy = np.asarray(e["xy"], dtype=np.float64).reshape(-1, 2)          # [(x, y), ...] or [x0, y0, x1, y1]
+        pts = [tuple(p) for p in xy]
+        if e["kind"] == "ellipse":
+            (x0, y0), (x1, y1) = pts
+            pts = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0), ((x0 + x1) / 2, (y0 + y1) / 2)]
+        elif e["kind"] == "polygon":
+            pts = pts + pts[:1]
+        half = e.get("width", 1) / 2
+        for a, b in zip(pts[:-1], pts[1:]):
+            n = max(2, int(math.dist(a, b)) + 1)
+            for t in np.linspace(0, 1, n):
+                out.append((np.array(a) + t * (np.array(b) - np.array(a)), half))
+        if len(pts) == 1:
+            out.append((np.array(pts[0]), half))
+    return out
+
+
+@pytest.mark.parametrize("pattern,views,size", [("circle", 4, 512), ("upper_hemi", 8, 384)])
+def test_labels_do_not_cover_the_tracks(monkeypatch, pattern, views, size):
+    """The frame labels (0, the last index), the axes labels (+x ...) and the legend sit where no camera track is
+    drawn, for the example's path (CVD's circle: every view starts at one camera) and a fan of 8 views."""
+    from consistent_video_kit.camera import trajectories
+    log = drawing_log(monkeypatch)
+    render_preview(trajectories.pattern(pattern, views, 16, 256, 256, 0.5), size)
+    assert len(log) == 3                                                  # one drawing per panel
+    for entries in log.values():
+        pts = track_points(entries)
+        assert len(pts) > 1000
+        P = np.stack([p for p, _ in pts])
+        H = np.array([h for _, h in pts])
+        labels = [(e["text"], e["box"]) for e in entries if e["kind"] == "text"
+                  and (e["text"].isdigit() or e["text"] in ("+x", "+y", "+z"))]
+        labels += [("legend", tuple(np.asarray(e["xy"], dtype=np.float64).reshape(-1))) for e in entries
+                   if e["kind"] == "rectangle" and e.get("fill") == (26, 29, 35)]
+        assert {t for t, _ in labels} >= {"0", "15"} and sum(t.startswith("+") for t, _ in labels) == 2
+        for text, (x0, y0, x1, y1) in labels:
+            inside = ((P[:, 0] + H > x0) & (P[:, 0] - H < x1) & (P[:, 1] + H > y0) & (P[:, 1] - H < y1))
+            assert not inside.any(), f"label {text!r} at {(x0, y0, x1, y1)} covers {inside.sum()} track points"
+
+
 def test_node_returns_the_image_and_the_camera_for_the_3d_view():
     path = orbit(2, 5)
     out = CVK_CameraPreview().preview(path, 128, "top,front")
@@ -271,35 +340,54 @@ DRIVER = r"""
 import { register } from "node:module";
 import { pathToFileURL } from "node:url";
 register("./hooks.mjs", import.meta.url);
-const [jsPath, camPath] = process.argv.slice(2);
+const [jsPath, camPath, cam2Path] = process.argv.slice(2);
 const fs = await import("node:fs");
 const cam = JSON.parse(fs.readFileSync(camPath, "utf8"));
+const cam2 = JSON.parse(fs.readFileSync(cam2Path, "utf8"));
 globalThis.window = globalThis;
 globalThis.devicePixelRatio = 1;
 globalThis.requestAnimationFrame = (cb) => setTimeout(() => cb(0), 0);
 globalThis.__app = { exts: [], registerExtension(e) { this.exts.push(e); } };
 const strokes = new Set();
+// what is drawn: stroked segments (with colour and width) and texts (with position, alignment, font)
+const log = { segments: [], texts: [] };
 function makeCtx() {
-  const state = {};
+  const state = { path: [], start: null };
+  const seg = (a, b) => log.segments.push([a[0], a[1], b[0], b[1], state.lineWidth ?? 1, String(state.strokeStyle)]);
+  const fns = {
+    measureText: (s) => ({ width: 6 * String(s).length }),
+    beginPath: () => { state.path = []; },
+    moveTo: (x, y) => { state.path.push([[x, y]]); },
+    lineTo: (x, y) => { const sub = state.path[state.path.length - 1]; if (sub) sub.push([x, y]); else state.path.push([[x, y]]); },
+    closePath: () => { const sub = state.path[state.path.length - 1]; if (sub?.length) sub.push(sub[0]); },
+    arc: (x, y, r) => { state.path.push([[x - r, y], [x, y - r], [x + r, y], [x, y + r], [x - r, y]]); },
+    stroke: () => {
+      strokes.add(state.strokeStyle);
+      for (const sub of state.path) for (let i = 1; i < sub.length; i++) seg(sub[i - 1], sub[i]);
+    },
+    fillText: (t, x, y) => log.texts.push([String(t), x, y, state.textAlign ?? "left", String(state.font)]),
+  };
   return new Proxy(state, {
     get(t, k) {
-      if (k === "measureText") return (s) => ({ width: 6 * String(s).length });
-      if (k === "stroke") return () => strokes.add(t.strokeStyle);
+      if (k in fns) return fns[k];
       if (k in t) return t[k];
       return () => {};
     },
     set(t, k, v) { t[k] = v; return true; },
   });
 }
-const listeners = {};
-const canvas = {
-  style: {}, width: 0, height: 0, clientWidth: 400, clientHeight: 260,
-  addEventListener(type, f) { listeners[type] = f; },
-  getContext() { return this.ctx ??= makeCtx(); },
-  setPointerCapture() {}, releasePointerCapture() {},
-  getBoundingClientRect() { return { left: 0, top: 0, width: 400, height: 260 }; },
-};
-globalThis.document = { createElement: (tag) => (tag === "canvas" ? canvas : {}) };
+function makeCanvas(w, h) {
+  return {
+    style: {}, width: 0, height: 0, clientWidth: w, clientHeight: h, listeners: {},
+    addEventListener(type, f) { this.listeners[type] = f; },
+    getContext() { return this.ctx ??= makeCtx(); },
+    setPointerCapture() {}, releasePointerCapture() {},
+    getBoundingClientRect() { return { left: 0, top: 0, width: w, height: h }; },
+  };
+}
+const canvases = [];
+let nextSize = [400, 260];
+globalThis.document = { createElement: (tag) => (tag === "canvas" ? (canvases.push(makeCanvas(...nextSize)), canvases.at(-1)) : {}) };
 await import(pathToFileURL(jsPath).href);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const ext = globalThis.__app.exts[0];
@@ -318,10 +406,11 @@ const out = { name: ext.name };
 node.onExecuted({ cvk_camera: [cam] });
 await sleep(20);
 out.afterExec = globalThis.__CVK_CAMERA_PREVIEW_DRAWN__ ?? 0;
+const canvas = canvases[0];
 const ev = (x, y) => ({ clientX: x, clientY: y, pointerId: 1, type: "", stopPropagation() {}, preventDefault() {} });
-listeners.pointerdown(ev(100, 100));
-listeners.pointermove(ev(160, 120));
-listeners.pointerup({ ...ev(160, 120), type: "pointerup" });
+canvas.listeners.pointerdown(ev(100, 100));
+canvas.listeners.pointermove(ev(160, 120));
+canvas.listeners.pointerup({ ...ev(160, 120), type: "pointerup" });
 await sleep(20);
 out.afterDrag = globalThis.__CVK_CAMERA_PREVIEW_DRAWN__;
 node.onExecuted({ cvk_camera: [cam] });
@@ -343,6 +432,23 @@ const before = globalThis.__CVK_CAMERA_PREVIEW_DRAWN__;
 old.onDrawForeground(makeCtx());
 out.fallbackDrew = globalThis.__CVK_CAMERA_PREVIEW_DRAWN__ - before;
 out.fallbackSize = old.size;
+// a node as the example workflow makes it (640 × 560): before its first run, then after it
+nextSize = [620, 440];
+const fresh = new NodeType();
+fresh.size = [640, 560];
+fresh.widgets = [];
+fresh.setSize = (s) => { fresh.size = s; };
+fresh.computeSize = () => [300, 400];
+const freshWidgets = [];
+fresh.addDOMWidget = (name) => { freshWidgets.push(name); return {}; };
+log.segments = []; log.texts = [];
+fresh.onNodeCreated?.();
+await sleep(20);
+out.hint = { widgets: [...freshWidgets], texts: log.texts.map((t) => t[0]), segments: log.segments.length };
+log.segments = []; log.texts = [];
+fresh.onExecuted({ cvk_camera: [cam2] });
+await sleep(20);
+out.ran = { widgets: [...freshWidgets], texts: log.texts, segments: log.segments };
 console.log(JSON.stringify(out));
 """
 
@@ -355,15 +461,25 @@ def test_js_has_no_network_or_third_party_imports():
     assert 'name: "ConsistentVideoKit.cameraPreview"' in src
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed: the frontend is not run")
-def test_js_extension_draws_the_camera_and_redraws_on_drag(tmp_path):
+def run_js_driver(tmp_path) -> dict:
+    from consistent_video_kit.camera import trajectories
     (tmp_path / "hooks.mjs").write_text(HOOKS)
     (tmp_path / "driver.mjs").write_text(DRIVER)
     (tmp_path / "cam.json").write_text(json.dumps(orbit(2, 6).to_json()))
-    run = subprocess.run(["node", str(tmp_path / "driver.mjs"), JS, str(tmp_path / "cam.json")],
+    # the example workflow's path: CVD's circle, 4 views × 16 frames, every view starting at one camera
+    (tmp_path / "cam2.json").write_text(json.dumps(trajectories.pattern("circle", 4, 16, 256, 256, 0.5).to_json()))
+    run = subprocess.run(["node", str(tmp_path / "driver.mjs"), JS, str(tmp_path / "cam.json"), str(tmp_path / "cam2.json")],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed: the frontend is not run")
+
+
+@needs_node
+def test_js_extension_draws_the_camera_and_redraws_on_drag(tmp_path):
+    out = run_js_driver(tmp_path)
     assert out["name"] == "ConsistentVideoKit.cameraPreview"
     assert out["chained"] == 3                                            # the existing onExecuted still runs
     assert out["widgets"] == [{"name": "camera3d", "type": "canvas", "serialize": False, "minH": 260}]  # added once
@@ -373,3 +489,49 @@ def test_js_extension_draws_the_camera_and_redraws_on_drag(tmp_path):
         assert f"rgb({','.join(map(str, rgb))})" in out["strokes"]
     assert f"rgb({','.join(map(str, PALETTE[2]))})" not in out["strokes"]
     assert out["fallbackDrew"] == 1 and out["fallbackSize"][1] >= 260
+
+
+@needs_node
+def test_js_node_shows_a_hint_before_its_first_run(tmp_path):
+    """A new Camera Preview node is not an empty box: its drawing area is there from the start, with words
+    saying what will appear and a sample path; the first run replaces them (same drawing area, no second one)."""
+    out = run_js_driver(tmp_path)
+    hint, ran = out["hint"], out["ran"]
+    assert hint["widgets"] == ["camera3d"]
+    assert any("Run the workflow" in t for t in hint["texts"]) and any("sample" in t for t in hint["texts"])
+    assert hint["segments"] > 50                                           # the sample path is drawn
+    assert ran["widgets"] == ["camera3d"]
+    texts = [t[0] for t in ran["texts"]]
+    assert not any("Run the workflow" in t for t in texts)
+    assert "4 views × 16 frames, 256×256" in texts and {"view 0", "view 3", "0", "15"} <= set(texts)
+
+
+def _text_box(text, x, y, align, font):
+    """The box a text takes in the driver's 2-D context stand-in: 6 px per character, the font's size high,
+    centred on y (textBaseline "middle")."""
+    size = float(font.split("px")[0].split()[-1])
+    w = 6 * len(text)
+    x0 = x - w / 2 if align == "center" else x - w if align in ("right", "end") else x
+    return x0, y - size / 2, x0 + w, y + size / 2
+
+
+@needs_node
+def test_js_labels_do_not_cover_the_tracks(tmp_path):
+    """In the 3-D view of the example's path (every view starts at one camera, at the world origin), the frame
+    labels (0, 15) and the axes labels (+x, +y, +z) meet none of the stroked camera tracks."""
+    out = run_js_driver(tmp_path)
+    segs = [s for s in out["ran"]["segments"] if s[5].startswith("rgb(") and s[5] != "rgb(18,20,24)"]
+    assert len(segs) > 500
+    pts, half = [], []
+    for x0, y0, x1, y1, width, _ in segs:
+        n = max(2, int(math.hypot(x1 - x0, y1 - y0) * 2) + 1)
+        t = np.linspace(0, 1, n)[:, None]
+        pts.append(np.array([x0, y0]) + t * np.array([x1 - x0, y1 - y0]))
+        half.append(np.full(n, width / 2))
+    P, H = np.concatenate(pts), np.concatenate(half)
+    labels = [t for t in out["ran"]["texts"] if t[0].isdigit() or t[0] in ("+x", "+y", "+z")]
+    assert {t[0] for t in labels} >= {"0", "15", "+x", "+y", "+z"}
+    for text, x, y, align, font in labels:
+        x0, y0, x1, y1 = _text_box(text, x, y, align, font)
+        inside = (P[:, 0] + H > x0) & (P[:, 0] - H < x1) & (P[:, 1] + H > y0) & (P[:, 1] - H < y1)
+        assert not inside.any(), f"label {text!r} at {(x0, y0, x1, y1)} covers {inside.sum()} track points"

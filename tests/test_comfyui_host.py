@@ -24,6 +24,7 @@ import pytest
 from cvk_testkit import ROOT
 from cvk_testkit import bad_inputs as bi
 from cvk_testkit import tiny_files as tf
+from cvk_testkit.workflows import EXAMPLE_VIDEOS
 
 COMFY = os.environ.get("COMFYUI_PATH")
 # CI (.ci/run) always builds the real host: there a missing COMFYUI_PATH fails instead of skipping
@@ -137,16 +138,51 @@ def run_prompt(base, tmp, prompt):
     return images
 
 
+PYAV_PROBE = """
+import json, sys
+import av
+with av.open(sys.argv[1]) as c:
+    (v,) = c.streams.video
+    frames = [f for f in c.decode(v)]
+    print(json.dumps({"frames": len(frames), "width": v.codec_context.width, "height": v.codec_context.height,
+                      "codec": v.codec_context.name, "fps": float(v.average_rate), "format": c.format.name}))
+"""
+
+
+def _probe_video(path):
+    """Open a saved video with PyAV in ComfyUI's own Python (our test environment has no PyAV)."""
+    run = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-c", PYAV_PROBE, str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def test_example_workflows_are_templates_and_run(server):
+    """Every example is listed as a template and its API copy runs in the real server, each in at most 15 s at
+    one torch thread; a video example's SaveVideo writes an MP4 that PyAV opens with the video's frames and size."""
     base, tmp = server
     templates = _get(base, "/workflow_templates")
     names = sorted(f[:-5] for f in os.listdir(os.path.join(ROOT, "example_workflows")) if f.endswith(".json"))
     assert sorted(templates[FOLDER]) == names
     for name in names:
         with open(os.path.join(ROOT, "tests", "workflows", name + "_api.json")) as f:
-            t0 = time.perf_counter()
-            run_prompt(base, tmp, json.load(f))
-        print(f"\n{name}: {time.perf_counter() - t0:.1f} s in the real host")
+            prompt = json.load(f)
+        t0 = time.perf_counter()
+        saved = run_prompt(base, tmp, prompt)
+        took = time.perf_counter() - t0
+        videos = [s for s in saved if s["filename"].endswith(".mp4")]
+        line = f"\n{name}: {took:.1f} s in the real host"
+        if name in EXAMPLE_VIDEOS:
+            assert len(videos) == 1, saved
+            info = _probe_video(tmp / "output" / videos[0]["subfolder"] / videos[0]["filename"])
+            frames, width, height = EXAMPLE_VIDEOS[name]
+            assert (info["frames"], info["width"], info["height"]) == (frames, width, height), info
+            assert info["codec"] == "h264" and info["fps"] == 8.0 and "mp4" in info["format"], info
+            line += f"; {videos[0]['subfolder']}/{videos[0]['filename']}: {info}"
+        else:
+            assert videos == []
+        print(line)
+        assert took <= 15.0, f"{name} took {took:.1f} s (at most 15 s at one thread)"
 
 
 def test_loader_lists_and_loads_files_from_comfyui_model_folders(server):

@@ -3,8 +3,9 @@
 // The node's Python side sends {cvk_camera: [{width, height, K, c2w}]} (K (V,F,3,3) pixels, c2w (V,F,4,4),
 // OpenCV axes: x right, y down, z forward). This draws what camera/preview.py draws, in 3-D:
 // each view's path in its colour, a frustum per frame (brighter toward the last frame), a dot and "0" on
-// frame 0, an arrowhead on the last frame, world axes. Drag: rotate (yaw / pitch); wheel: zoom;
-// double-click: reset; the "persp"/"ortho" button switches the projection.
+// frame 0, an arrowhead on the last frame; the world axes as a corner gizmo; labels placed off the tracks.
+// Drag: rotate (yaw / pitch); wheel: zoom; double-click: reset; the "persp"/"ortho" button switches the
+// projection. Before the first run the node shows a faded sample path and a hint of what will appear.
 import { app } from "../../scripts/app.js";
 
 const NODE = "CVK_CameraPreview";
@@ -69,24 +70,28 @@ function buildScene(data) {
   const centre = blo.map((x, k) => (x + bhi[k]) / 2);
   let radius = Math.hypot(...bhi.map((x, k) => x - blo[k])) / 2;
   if (!(radius > 1e-12 * mag)) radius = 1;
-  // world axes at the origin when it is near the cameras, else at the scene centre
-  const nearOrigin = Math.hypot(...centre) <= 2 * radius;
-  const axesAt = nearOrigin ? [0, 0, 0] : centre;
-  return { W, H, centres, shapes, centre, radius, axesAt, nearOrigin, views: c2w.length, frames: c2w[0].length };
+  const nearOrigin = Math.hypot(...centre) <= 2 * radius; // the origin cross is drawn only then
+  return { W, H, centres, shapes, centre, radius, nearOrigin, views: c2w.length, frames: c2w[0].length };
 }
 
 // world (OpenCV) → screen [x, y, depth toward the viewer]; yaw about the up axis (−y), then pitch.
-function projector(scene, view, w, h) {
-  const { yaw, pitch, zoom, ortho } = view;
-  const cy = Math.cos(yaw), sy = Math.sin(yaw), cp = Math.cos(pitch), sp = Math.sin(pitch);
-  const R = scene.radius, D = 3 * R;
-  const fit = (0.42 * Math.min(w, h) * zoom) / R;
-  return (p) => {
-    // y-up, viewer on +z: (x, −y, −z) of the centred point (a rotation, so handedness is kept)
-    const x = p[0] - scene.centre[0], y = -(p[1] - scene.centre[1]), z = -(p[2] - scene.centre[2]);
+function rotation(view) {
+  const cy = Math.cos(view.yaw), sy = Math.sin(view.yaw), cp = Math.cos(view.pitch), sp = Math.sin(view.pitch);
+  // y-up, viewer on +z: (x, −y, −z) of a direction (a rotation, so handedness is kept)
+  return (d) => {
+    const x = d[0], y = -d[1], z = -d[2];
     const x1 = cy * x + sy * z, z1 = -sy * x + cy * z;
-    const y2 = cp * y - sp * z1, z2 = sp * y + cp * z1;
-    const s = ortho ? fit : (fit * D) / Math.max(D - z2, 0.05 * D);
+    return [x1, cp * y - sp * z1, sp * y + cp * z1];
+  };
+}
+
+function projector(scene, view, w, h) {
+  const R = scene.radius, D = 3 * R;
+  const fit = (0.42 * Math.min(w, h) * view.zoom) / R;
+  const rot = rotation(view);
+  return (p) => {
+    const [x1, y2, z2] = rot([0, 1, 2].map((k) => p[k] - scene.centre[k]));
+    const s = view.ortho ? fit : (fit * D) / Math.max(D - z2, 0.05 * D);
     return [w / 2 + x1 * s, h / 2 - y2 * s, z2];
   };
 }
@@ -110,8 +115,268 @@ function polyline(ctx, pts, close = false) {
   ctx.stroke();
 }
 
+// ---- where labels may go: the drawn tracks (segments) and boxes already taken -----------------------------
+// A label goes to the first spot around its point that meets no track and no taken box (the usual spot
+// first), else to the one that meets the fewest; the same as the IMAGE panels do in camera/preview.py.
+const LABEL_SPOTS = [1, 2.5, 4, 5.5].flatMap((k) =>
+  [[1, -1], [1, 1], [-1, -1], [-1, 1], [0, -1], [0, 1], [1, 0], [-1, 0]].map(([dx, dy]) => [dx, dy, k]));
+const LABEL_H = 12;
+
+// does segment a→b, widened by pad, meet box [x, y, w, h]? (Liang–Barsky clipping)
+function segmentMeetsBox(a, b, box, pad) {
+  const x0 = box[0] - pad, y0 = box[1] - pad, x1 = box[0] + box[2] + pad, y1 = box[1] + box[3] + pad;
+  const dx = b[0] - a[0], dy = b[1] - a[1];
+  let t0 = 0, t1 = 1;
+  for (const [p, q] of [[-dx, a[0] - x0], [dx, x1 - a[0]], [-dy, a[1] - y0], [dy, y1 - a[1]]]) {
+    if (p === 0) {
+      if (q < 0) return false;
+    } else {
+      const r = q / p;
+      if (p < 0) t0 = Math.max(t0, r);
+      else t1 = Math.min(t1, r);
+      if (t0 > t1) return false;
+    }
+  }
+  return true;
+}
+
+const boxesMeet = (a, b) => a[0] < b[0] + b[2] && b[0] < a[0] + a[2] && a[1] < b[1] + b[3] && b[1] < a[1] + a[3];
+
+class Taken {
+  constructor(w, h) {
+    this.w = w;
+    this.h = h;
+    this.segments = []; // [a, b, half width]
+    this.boxes = [];
+  }
+  line(pts, width, close = false) {
+    const n = pts.length;
+    for (let i = 1; i < n + (close ? 1 : 0); i++) this.segments.push([pts[i - 1], pts[i % n], width / 2]);
+  }
+  // the label boxes around `point` in order of preference; the chosen one is taken
+  place(point, tw, first) {
+    const gap = 7;
+    const spots = [LABEL_SPOTS[first], ...LABEL_SPOTS.filter((_, i) => i !== first)];
+    const reach = gap * 5.5 + tw + LABEL_H;
+    const near = this.segments.filter(([a, b, hw]) =>
+      Math.min(a[0], b[0]) - hw < point[0] + reach && Math.max(a[0], b[0]) + hw > point[0] - reach &&
+      Math.min(a[1], b[1]) - hw < point[1] + reach && Math.max(a[1], b[1]) + hw > point[1] - reach);
+    let best = null;
+    for (const [dx, dy, k] of spots) {
+      const x = point[0] + dx * gap * k - (dx > 0 ? 0 : dx < 0 ? tw : tw / 2);
+      const y = point[1] + dy * gap * k - (dy > 0 ? 0 : dy < 0 ? LABEL_H : LABEL_H / 2);
+      const box = [x, y, tw, LABEL_H];
+      if (x < 0 || y < 0 || x + tw > this.w || y + LABEL_H > this.h) continue;
+      const cost = near.filter(([a, b, hw]) => segmentMeetsBox(a, b, box, hw)).length +
+        100 * this.boxes.filter((o) => boxesMeet(o, box)).length;
+      if (!best || cost < best.cost) best = { box, cost };
+      if (cost === 0) break;
+    }
+    if (best) this.boxes.push(best.box);
+    return best?.box;
+  }
+}
+
+// text with a background-coloured outline, legible where it crosses a line
+function haloText(ctx, text, x, y, fill) {
+  ctx.lineWidth = 3;
+  ctx.strokeStyle = `rgb(${BG.join(",")})`;
+  ctx.strokeText?.(text, x, y);
+  ctx.fillStyle = fill;
+  ctx.fillText(text, x, y);
+}
+
 const BUTTON = { w: 46, h: 18, pad: 8 };
 const buttonRect = (w) => [w - BUTTON.w - BUTTON.pad, BUTTON.pad, BUTTON.w, BUTTON.h];
+const GIZMO = { r: 24 };
+const gizmoBox = (h) => [4, h - 24 - 2 * GIZMO.r - 36, 2 * GIZMO.r + 44, 2 * GIZMO.r + 36]; // above the controls line
+
+// Each view's frustums, path, last-frame arrowhead and frame-0 dot; the segments go into `taken` and the frame
+// labels (drawn afterwards, where they meet no track) into the returned list.
+function drawTracks(ctx, scene, P, taken) {
+  const V = scene.views, F = scene.frames;
+  const frames = frameIndices(F);
+  const ramp = (f) => (F === 1 ? 1 : f / (F - 1));
+  const labels = [];
+  for (let v = 0; v < V; v++) {
+    const colour = PALETTE[v % PALETTE.length];
+    const pc = scene.centres[v].map(P);
+    ctx.lineWidth = 1;
+    for (const f of frames) {
+      const c = scene.shapes[v][f].map(P);
+      ctx.strokeStyle = mix(colour, 0.4 + 0.6 * ramp(f));
+      for (let k = 0; k < 4; k++) polyline(ctx, [pc[f], c[k]]);
+      polyline(ctx, c.slice(0, 4), true);
+      polyline(ctx, c.slice(4, 7));
+      for (let k = 0; k < 4; k++) taken?.line([pc[f], c[k]], 1);
+      taken?.line(c.slice(0, 4), 1, true);
+      taken?.line(c.slice(4, 7), 1);
+    }
+    ctx.lineWidth = 2.5;
+    for (let f = 1; f < F; f++) {
+      ctx.strokeStyle = mix(colour, 0.5 + 0.5 * ramp(f));
+      polyline(ctx, [pc[f - 1], pc[f]]);
+    }
+    taken?.line(pc, 2.5);
+    ctx.fillStyle = mix(colour, 1);
+    if (F > 1) {
+      const last = pc[F - 1];
+      for (let f = F - 2; f >= 0; f--) {
+        if (Math.hypot(last[0] - pc[f][0], last[1] - pc[f][1]) > 6) {
+          arrowHead(ctx, last, pc[f], 11);
+          taken?.line([last, pc[f]], 11);
+          break;
+        }
+      }
+      labels.push({ point: last, text: String(F - 1), fill: mix(colour, 1), spot: 1 });
+    }
+    ctx.beginPath();
+    ctx.arc(pc[0][0], pc[0][1], 4.5, 0, 2 * Math.PI);
+    ctx.fill();
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = "#e1e4eb";
+    ctx.stroke();
+    taken?.line([pc[0], pc[0]], 11);
+    labels.push({ point: pc[0], text: "0", fill: "#e1e4eb", spot: 0 });
+  }
+  return labels;
+}
+
+// one label per text and spot (CVD's views all start at one camera), each where it meets no track
+function drawLabels(ctx, labels, taken) {
+  const done = [];
+  for (const { point, text, fill, spot } of labels) {
+    if (done.some((d) => d.text === text && Math.hypot(d.point[0] - point[0], d.point[1] - point[1]) < 6)) continue;
+    done.push({ point, text });
+    const box = taken.place(point, ctx.measureText(text).width, spot);
+    if (box) haloText(ctx, text, box[0], box[1] + LABEL_H / 2, fill);
+  }
+}
+
+// a faint unlabelled cross at the world origin (under the tracks) when it is near the cameras
+function drawOrigin(ctx, scene, P) {
+  if (!scene.nearOrigin) return;
+  const L = 0.35 * scene.radius, o = P([0, 0, 0]);
+  ctx.lineWidth = 1;
+  ctx.strokeStyle = "#3c414c";
+  for (let k = 0; k < 3; k++) {
+    const e = [0, 0, 0];
+    e[k] = L;
+    polyline(ctx, [o, P(e)]);
+  }
+}
+
+// the world axes' directions as a small gizmo in the bottom-left corner, turning with the view: their labels
+// never sit on a track
+function drawGizmo(ctx, view, h) {
+  const [bx, by, bw, bh] = gizmoBox(h);
+  ctx.fillStyle = "rgba(26,29,35,0.85)";
+  ctx.fillRect(bx, by, bw, bh);
+  const c = [bx + bw / 2, by + bh / 2];
+  const rot = rotation(view);
+  const axes = ["x", "y", "z"].map((name, k) => {
+    const d = [0, 0, 0];
+    d[k] = 1;
+    const [x, y, z] = rot(d);
+    return { name, x, y, z };
+  }).sort((a, b) => a.z - b.z); // back to front
+  ctx.lineWidth = 1.5;
+  for (const { name, x, y } of axes) {
+    const tip = [c[0] + x * GIZMO.r, c[1] - y * GIZMO.r];
+    ctx.strokeStyle = ctx.fillStyle = "#9aa0ad";
+    polyline(ctx, [c, tip]);
+    arrowHead(ctx, tip, c, 6);
+    const n = Math.hypot(x, y) || 1;
+    ctx.textAlign = "center";
+    ctx.fillStyle = "#e1e4eb";
+    ctx.fillText(`+${name}`, tip[0] + (x / n) * 9, tip[1] - (y / n) * 9);
+    ctx.textAlign = "left";
+  }
+}
+
+// legend (a swatch per view), the path's size, the projection button and the controls, on dark boxes
+function drawOverlay(ctx, scene, state, w, h, taken) {
+  const V = scene.views, F = scene.frames;
+  const rows = Math.min(V, 12);
+  const info = `${V} view${V === 1 ? "" : "s"} × ${F} frame${F === 1 ? "" : "s"}, ${scene.W}×${scene.H}`;
+  const lw = Math.max(ctx.measureText(info).width, ...[...Array(rows).keys()].map((i) =>
+    ctx.measureText(V > 12 && i === rows - 1 ? `+${V - 11} more (view 11..${V - 1})` : `view ${i}`).width + 16));
+  ctx.fillStyle = "rgba(26,29,35,0.85)";
+  ctx.fillRect(4, 4, lw + 12, rows * 16 + 24);
+  taken.boxes.push([4, 4, lw + 12, rows * 16 + 24]);
+  for (let i = 0; i < rows; i++) {
+    const more = V > 12 && i === rows - 1;
+    ctx.fillStyle = more ? "#8c929e" : mix(PALETTE[i % PALETTE.length], 1);
+    ctx.fillRect(8, 10 + i * 16, 10, 10);
+    ctx.fillStyle = "#e1e4eb";
+    ctx.fillText(more ? `+${V - 11} more (view 11..${V - 1})` : `view ${i}`, 24, 15 + i * 16);
+  }
+  ctx.fillStyle = "#8c929e";
+  ctx.fillText(info, 8, 15 + rows * 16 + 2);
+  if (state.interactive) {
+    const [bx, by, bw, bh] = buttonRect(w);
+    taken.boxes.push([bx, by, bw, bh]);
+    ctx.fillStyle = "#262a31";
+    ctx.fillRect(bx, by, bw, bh);
+    ctx.strokeStyle = "#4a505c";
+    ctx.strokeRect(bx + 0.5, by + 0.5, bw - 1, bh - 1);
+    ctx.fillStyle = "#e1e4eb";
+    ctx.textAlign = "center";
+    ctx.fillText(state.view.ortho ? "ortho" : "persp", bx + bw / 2, by + bh / 2);
+    ctx.textAlign = "left";
+    const help = "drag: rotate · wheel: zoom · double-click: reset";
+    taken.boxes.push([4, h - 18, ctx.measureText(help).width + 8, 16]);
+    haloText(ctx, help, 8, h - 10, "#6c7280");
+  }
+}
+
+// Before the first run: a faded sample path and what the node will show.
+let SAMPLE = null;
+function sampleScene() {
+  if (SAMPLE) return SAMPLE;
+  const K = [[223.578, 0, 128], [0, 223.578, 128], [0, 0, 1]];
+  const c2w = [1, 0, -1].map((side) => [...Array(8).keys()].map((f) => { // three views leaving one camera
+    const a = side * 0.08 * f, c = Math.cos(a), s = Math.sin(a);
+    return [[c, 0, s, side * 0.06 * f], [0, 1, 0, (side ? 0.01 : -0.06) * f], [-s, 0, c, 0.02 * f], [0, 0, 0, 1]];
+  }));
+  SAMPLE = buildScene({ width: 256, height: 256, K: c2w.map((v) => v.map(() => K)), c2w });
+  return SAMPLE;
+}
+
+const HINT = ["Camera Preview", "Run the workflow to see the camera path here in 3-D:",
+  "one colour per view, a frustum per frame,", "a dot on frame 0, an arrowhead on the last frame.",
+  "Drag to rotate, wheel to zoom, double-click to reset."];
+
+function drawHint(ctx, w, h, error) {
+  if (error) {
+    ctx.fillStyle = "#e0a0a0";
+    ctx.fillText(`cannot draw the camera path: ${error}`, 10, h / 2);
+    return;
+  }
+  const bh = HINT.length * 20 + 16;
+  const sh = Math.max(40, h - bh - 24); // the sample above, the words below
+  ctx.globalAlpha = 0.45;
+  const sample = sampleScene();
+  drawTracks(ctx, sample, projector(sample, { ...DEFAULT_VIEW, zoom: 1.1 }, w, sh), null);
+  ctx.globalAlpha = 1;
+  ctx.fillStyle = "#8c929e";
+  ctx.fillText("a sample path, not yours yet", 8, 14);
+  ctx.font = "13px sans-serif";
+  const bw = Math.min(w - 16, Math.max(...HINT.map((t) => ctx.measureText(t).width)) + 28);
+  const x = (w - bw) / 2, y = Math.max(8, Math.min(sh, h - bh - 8));
+  ctx.fillStyle = "rgba(26,29,35,0.9)";
+  ctx.fillRect(x, y, bw, bh);
+  ctx.strokeStyle = "#4a505c";
+  ctx.lineWidth = 1;
+  ctx.strokeRect(x + 0.5, y + 0.5, bw - 1, bh - 1);
+  ctx.textAlign = "center";
+  HINT.forEach((t, i) => {
+    ctx.font = i === 0 ? "bold 15px sans-serif" : "13px sans-serif";
+    ctx.fillStyle = i === 0 ? "#e1e4eb" : "#aab0bc";
+    ctx.fillText(t, w / 2, y + 18 + i * 20);
+  });
+  ctx.textAlign = "left";
+}
 
 // Draws the scene into ctx's [0, w] × [0, h] (CSS pixels).
 function drawScene(ctx, w, h, state) {
@@ -123,97 +388,17 @@ function drawScene(ctx, w, h, state) {
   ctx.font = "11px sans-serif";
   ctx.textBaseline = "middle";
   const { scene, error } = state;
-  if (!scene) {
-    ctx.fillStyle = "#aab";
-    ctx.fillText(error ? `cannot draw the camera path: ${error}` : "run the graph to see the camera path", 10, h / 2);
-    ctx.restore();
-    return;
-  }
-  const P = projector(scene, state.view, w, h);
-  const V = scene.views, F = scene.frames;
-
-  // world axes (OpenCV: +x right, +y down, +z forward)
-  const L = 0.35 * scene.radius;
-  const o = P(scene.axesAt);
-  ctx.lineWidth = 1.5;
-  ["x", "y", "z"].forEach((name, k) => {
-    const e = scene.axesAt.slice();
-    e[k] += L;
-    const q = P(e);
-    ctx.strokeStyle = ctx.fillStyle = "#9aa0ad";
-    polyline(ctx, [o, q]);
-    arrowHead(ctx, q, o, 7);
-    ctx.fillStyle = "#e1e4eb";
-    ctx.fillText(`+${name}`, q[0] + 4, q[1]);
-  });
-  if (!scene.nearOrigin) {
-    ctx.fillStyle = "#8c929e";
-    ctx.fillText("axes at scene centre", o[0] + 4, o[1] + 12);
-  }
-
-  const frames = frameIndices(F);
-  const ramp = (f) => (F === 1 ? 1 : f / (F - 1));
-  for (let v = 0; v < V; v++) {
-    const colour = PALETTE[v % PALETTE.length];
-    const pc = scene.centres[v].map(P);
-    ctx.lineWidth = 1;
-    for (const f of frames) {
-      const c = scene.shapes[v][f].map(P);
-      ctx.strokeStyle = mix(colour, 0.4 + 0.6 * ramp(f));
-      for (let k = 0; k < 4; k++) polyline(ctx, [pc[f], c[k]]);
-      polyline(ctx, c.slice(0, 4), true);
-      polyline(ctx, c.slice(4, 7));
-    }
-    ctx.lineWidth = 2.5;
-    for (let f = 1; f < F; f++) {
-      ctx.strokeStyle = mix(colour, 0.5 + 0.5 * ramp(f));
-      polyline(ctx, [pc[f - 1], pc[f]]);
-    }
-    ctx.fillStyle = mix(colour, 1);
-    if (F > 1) {
-      const last = pc[F - 1];
-      for (let f = F - 2; f >= 0; f--) {
-        if (Math.hypot(last[0] - pc[f][0], last[1] - pc[f][1]) > 6) {
-          arrowHead(ctx, last, pc[f], 11);
-          break;
-        }
-      }
-      ctx.fillText(String(F - 1), last[0] + 7, last[1] + 8);
-    }
-    ctx.beginPath();
-    ctx.arc(pc[0][0], pc[0][1], 4.5, 0, 2 * Math.PI);
-    ctx.fill();
-    ctx.lineWidth = 1;
-    ctx.strokeStyle = "#e1e4eb";
-    ctx.stroke();
-    ctx.fillStyle = "#e1e4eb";
-    ctx.fillText("0", pc[0][0] + 7, pc[0][1] - 8);
-  }
-
-  // legend, info, projection button, hint
-  const rows = Math.min(V, 12);
-  for (let i = 0; i < rows; i++) {
-    const more = V > 12 && i === rows - 1;
-    ctx.fillStyle = more ? "#8c929e" : mix(PALETTE[i % PALETTE.length], 1);
-    ctx.fillRect(8, 10 + i * 16, 10, 10);
-    ctx.fillStyle = "#e1e4eb";
-    ctx.fillText(more ? `+${V - 11} more (view 11..${V - 1})` : `view ${i}`, 24, 15 + i * 16);
-  }
-  ctx.fillStyle = "#8c929e";
-  ctx.fillText(`${V} view${V === 1 ? "" : "s"} × ${F} frame${F === 1 ? "" : "s"}, ${scene.W}×${scene.H}`,
-    8, 15 + rows * 16 + 2);
-  if (state.interactive) {
-    const [bx, by, bw, bh] = buttonRect(w);
-    ctx.fillStyle = "#262a31";
-    ctx.fillRect(bx, by, bw, bh);
-    ctx.strokeStyle = "#4a505c";
-    ctx.strokeRect(bx + 0.5, by + 0.5, bw - 1, bh - 1);
-    ctx.fillStyle = "#e1e4eb";
-    ctx.textAlign = "center";
-    ctx.fillText(state.view.ortho ? "ortho" : "persp", bx + bw / 2, by + bh / 2);
-    ctx.textAlign = "left";
-    ctx.fillStyle = "#6c7280";
-    ctx.fillText("drag: rotate · wheel: zoom · double-click: reset", 8, h - 10);
+  if (scene) {
+    const P = projector(scene, state.view, w, h);
+    const taken = new Taken(w, h);
+    drawOrigin(ctx, scene, P);
+    const labels = drawTracks(ctx, scene, P, taken);
+    drawGizmo(ctx, state.view, h);
+    taken.boxes.push(gizmoBox(h));
+    drawOverlay(ctx, scene, state, w, h, taken);
+    drawLabels(ctx, labels, taken);
+  } else {
+    drawHint(ctx, w, h, error);
   }
   ctx.restore();
   window.__CVK_CAMERA_PREVIEW_DRAWN__ = (window.__CVK_CAMERA_PREVIEW_DRAWN__ || 0) + 1;
@@ -340,7 +525,8 @@ function ensureHeight(node) {
   node.setDirtyCanvas?.(true, true);
 }
 
-function showCamera(node, data) {
+// the node's drawing area (made once: at creation, where it shows the hint, or at the first run)
+function cameraView(node) {
   if (!node.__cvkCamera) {
     if (typeof node.addDOMWidget === "function") {
       node.__cvkCamera = attachCanvas(node);
@@ -350,10 +536,18 @@ function showCamera(node, data) {
       node.__cvkCamera = { scene: null, error: null, view: { ...DEFAULT_VIEW }, interactive: false, fallback: true };
     }
   }
+  return node.__cvkCamera;
+}
+
+function refresh(node) {
   const state = node.__cvkCamera;
-  setData(state, data);
   if (state.fallback) ensureHeight(node);
   else state.redraw();
+}
+
+function showCamera(node, data) {
+  setData(cameraView(node), data);
+  refresh(node);
 }
 
 app.registerExtension({
@@ -361,6 +555,15 @@ app.registerExtension({
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData?.name !== NODE) return;
     const proto = nodeType.prototype;
+
+    // before the first run: the drawing area with a hint of what will appear (not an empty box)
+    const onNodeCreated = proto.onNodeCreated;
+    proto.onNodeCreated = function () {
+      const r = onNodeCreated?.apply(this, arguments);
+      cameraView(this);
+      refresh(this);
+      return r;
+    };
 
     const onExecuted = proto.onExecuted;
     proto.onExecuted = function (message) {

@@ -1,7 +1,10 @@
 """Minimal stand-ins for the core ComfyUI nodes our workflows use (same ids, inputs and outputs)."""
 from __future__ import annotations
 
+import math
 import os
+import re
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -124,5 +127,92 @@ class EmptyLatentImage:
         return ({"samples": torch.zeros(batch_size, 4, height // 8, width // 8)},)
 
 
+@dataclass(frozen=True)
+class Video:
+    """What core ``CreateVideo`` outputs (a ``VIDEO``), reduced to what the stand-ins need: the frames
+    ``[F, H, W, 3]`` in 0..1, the frame rate and the bit depth."""
+    images: torch.Tensor
+    fps: float
+    bit_depth: int = 8
+
+    def get_dimensions(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[1])
+
+
+class CreateVideo:
+    """Core ``CreateVideo`` (ComfyUI 0.33, comfy_extras/nodes_video.py): ``images``, ``fps`` (30, 1..120), optional
+    ``audio`` and ``bit_depth`` (8, 8..10 step 2) → ``VIDEO``. Checks the frames are a video it can make."""
+    CATEGORY = "video"
+    RETURN_TYPES = ("VIDEO",)
+    FUNCTION = "execute"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"images": ("IMAGE",),
+                             "fps": ("FLOAT", {"default": 30.0, "min": 1.0, "max": 120.0, "step": 1.0})},
+                "optional": {"audio": ("AUDIO",),
+                             "bit_depth": ("INT", {"default": 8, "min": 8, "max": 10, "step": 2})}}
+
+    def execute(self, images, fps, audio=None, bit_depth=8):
+        if not (isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[-1] in (3, 4)):
+            raise ValueError(f"CreateVideo: images must be an IMAGE batch [frames, height, width, 3], got "
+                             f"{getattr(images, 'shape', type(images).__name__)}")
+        if images.shape[0] < 1 or not math.isfinite(fps) or fps <= 0 or bit_depth not in (8, 10):
+            raise ValueError(f"CreateVideo: {images.shape[0]} frames at {fps} fps, bit depth {bit_depth}")
+        return (Video(images, float(fps), int(bit_depth)),)
+
+
+class SaveVideo:
+    """Core ``SaveVideo`` as the frontend (1.49) sends it: ``video``, ``filename_prefix`` ("video/ComfyUI"), and its
+    dynamic combo ``format`` flattened into the widgets it shows: ``format`` (auto/mp4/mkv/webm), ``format.codec``
+    (auto/h264/av1) and the hidden optional ``codec``. Widget values are stored in that order.
+
+    Checks what ComfyUI's encoder needs (at least one frame, even width and height for yuv420p, values in 0..1,
+    a positive frame rate; WebM only with AV1), then writes the frames as an animated PNG
+    ``<prefix>_00001_.apng`` (PyAV is not a test dependency) and answers like ComfyUI's PreviewVideo."""
+    CATEGORY = "video"
+    RETURN_TYPES = ("VIDEO",)
+    FUNCTION = "save_video"
+    OUTPUT_NODE = True
+    FORMATS = ["auto", "mp4", "mkv", "webm"]
+    CODECS = ["auto", "h264", "av1"]
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"video": ("VIDEO",), "filename_prefix": ("STRING", {"default": "video/ComfyUI"}),
+                             "format": (cls.FORMATS,), "format.codec": (cls.CODECS,)},
+                "optional": {"codec": (cls.CODECS,)},
+                "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    def save_video(self, video, filename_prefix, format, codec="auto", **dynamic):
+        codec = dynamic.get("format.codec", codec)
+        if format == "webm" and codec not in ("auto", "av1"):
+            raise ValueError("SaveVideo: WebM output requires the AV1 codec")
+        frames = video.images
+        n, h, w = (int(x) for x in frames.shape[:3])
+        if n < 1 or h % 2 or w % 2:
+            raise ValueError(f"SaveVideo: {n} frames of {w}×{h}: yuv420p needs at least one frame and even sizes")
+        if not torch.isfinite(frames).all() or frames.min() < 0 or frames.max() > 1:
+            raise ValueError("SaveVideo: frame values must be finite and in 0..1")
+        if not (math.isfinite(video.fps) and 0 < video.fps <= 1000):
+            raise ValueError(f"SaveVideo: frame rate {video.fps}")
+        subfolder, name = os.path.split(os.path.normpath(filename_prefix))
+        folder = os.path.join(DIRS.output, subfolder)
+        os.makedirs(folder, exist_ok=True)
+        numbered = re.compile(re.escape(name) + r"_(\d{5})_\..+")
+        taken = [int(m.group(1)) for f in os.listdir(folder) if (m := numbered.fullmatch(f))]
+        file = f"{name}_{max(taken, default=0) + 1:05d}_.apng"
+        arr = (frames[..., :3].cpu().numpy() * 255.0).round().astype(np.uint8)
+        pics = [Image.fromarray(a) for a in arr]
+        pics[0].save(os.path.join(folder, file), format="PNG", save_all=True, append_images=pics[1:],
+                     duration=round(1000 / video.fps), loop=0)
+        return {"ui": {"images": [{"filename": file, "subfolder": subfolder, "type": "output"}], "animated": (True,)},
+                "result": (video,)}
+
+
 CORE_NODES = {"SaveImage": SaveImage, "PreviewImage": PreviewImage, "LoadImage": LoadImage, "ImageScale": ImageScale,
-              "EmptyLatentImage": EmptyLatentImage}
+              "EmptyLatentImage": EmptyLatentImage, "CreateVideo": CreateVideo, "SaveVideo": SaveVideo}
+#: Their titles in the frontend (ComfyUI's display names).
+CORE_DISPLAY_NAMES = {"SaveImage": "Save Image", "PreviewImage": "Preview Image", "LoadImage": "Load Image",
+                      "ImageScale": "Upscale Image", "EmptyLatentImage": "Empty Latent Image",
+                      "CreateVideo": "Create Video", "SaveVideo": "Save Video"}

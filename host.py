@@ -130,7 +130,7 @@ class Progress:
         else:
             try:
                 from tqdm.auto import tqdm
-                self._tqdm = tqdm(total=self.total, desc=desc, leave=False)
+                self._tqdm = tqdm(total=self.total, desc=desc, leave=False, disable=None)   # none in logs
             except ImportError:
                 pass
         self.n = 0

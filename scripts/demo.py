@@ -1,5 +1,6 @@
-"""Run an example workflow headless on the tiny demo model, the way ComfyUI would run its API copy,
-and write the frames plus an animated preview (GIF) to a folder.
+"""Run an example workflow headless on the tiny demo model, the way ComfyUI would run its API copy, and
+write what it saves to a folder (a video example: the test kit's Save Video stand-in writes an animated PNG,
+as PyAV is not a development dependency; ComfyUI itself writes an MP4).
 
     python scripts/demo.py [--workflow cvk_text_to_video] [--out demo_output]
 """
@@ -23,8 +24,6 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "demo_output"), help="output folder")
     args = ap.parse_args()
 
-    from PIL import Image
-
     from cvk_testkit import load_pack
     from cvk_testkit.core_nodes import CORE_NODES, DIRS
     from cvk_testkit.executor import Executor
@@ -38,15 +37,12 @@ def main() -> int:
         prompt = json.load(f)
     t0 = time.time()
     results = Executor({**pack.NODE_CLASS_MAPPINGS, **CORE_NODES}).run(prompt)
-    files = [img["filename"] for r in results.values() if r["ui"] for img in r["ui"].get("images", [])]
+    saved = [os.path.join(out, f["subfolder"], f["filename"]) for r in results.values() if r["ui"]
+             for f in r["ui"].get("images", []) if f.get("type") == "output"]
     print(f"ran {args.workflow} in {time.time() - t0:.1f} s (tiny UNTRAINED demo models: expect noise-like frames)")
-    if len(files) > 1:
-        frames = [Image.open(os.path.join(out, f)).convert("RGB") for f in files]
-        gif = os.path.join(out, args.workflow + ".gif")
-        frames[0].save(gif, save_all=True, append_images=frames[1:], duration=125, loop=0)
-        print(f"{len(files)} frames and the animated preview {os.path.basename(gif)} are in {out}")
-    else:
-        print(f"{', '.join(files) or 'the outputs'} are in {out}")
+    for path in saved:
+        print(f"saved {os.path.relpath(path)}" + (" (an animated PNG: open it in a browser; inside ComfyUI "
+                                                  "Save Video writes an MP4)" if path.endswith(".apng") else ""))
     return 0
 
 

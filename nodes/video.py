@@ -157,7 +157,7 @@ class CVK_TextToVideo:
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         shape = model.latent_shape(frames, width, height)
-        with model.loaded() as device:
+        with model.loaded(shape) as device:
             z = sample(model.denoiser(), shape, sigmas, cond, uncond, guidance_scale, guidance,
                        eta_for(sampler, eta), seed, device, step_callback(steps, node))
         return ({"samples": z.to(host.intermediate_device())},)

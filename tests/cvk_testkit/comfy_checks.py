@@ -3,7 +3,7 @@ imported into this process (no server). Run under ComfyUI's Python, from ``tests
 
     COMFYUI_PATH=... $COMFYUI_PYTHON -m cvk_testkit.comfy_checks <check> [<check> ...]
 
-Each check prints one line ``CHECK <name> <json>`` with what it measured; ``tests/test_comfyui_model_management.py``
+Each check prints one line ``CHECK <name> <json>`` with what it measured (or the error it raised); ``tests/test_comfyui_model_management.py``
 runs them and asserts on the numbers. ComfyUI is started with ``--cpu`` (its load device is then the CPU, as
 in the server tests); a partial load is what ComfyUI does when VRAM is short, forced here with a budget.
 """
@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import sys
+import traceback
 from collections import Counter
 from contextlib import contextmanager
 
@@ -114,6 +115,11 @@ def _budget(mm, share: float):
         mm.LoadedModel.model_load = real
 
 
+def _weights_back(net) -> bool:
+    """Every parameter of ``net`` is a Parameter again (a streamed layer computes with temporary copies)."""
+    return all(isinstance(t, torch.nn.Parameter) for m in net.modules() for t in m._parameters.values() if t is not None)
+
+
 def _diff(a, b) -> float:
     return float((a.float() - b.float()).abs().max())
 
@@ -168,6 +174,7 @@ def partial_equals_full():
             "lowvram": {r: bool(p.patcher().model.model_lowvram) for r, p in parts.items()},
             "streamed": {r: len(host.streamed_modules(p.patcher().model)) for r, p in parts.items()},
             "modules": {r: sum(1 for m in p.module.modules() if m._parameters or m._buffers) for r, p in parts.items()},
+            "weights_back": {r: _weights_back(p.module) for r, p in parts.items()},
         }
     mm.unload_all_models()
     out["after_unload_streamed"] = {r: len(host.streamed_modules(p.patcher().model)) for r, p in parts.items()}
@@ -248,9 +255,14 @@ def clones():
 
 
 def main(argv) -> int:
+    """Runs the checks in turn; one that raises reports ``{"error": <traceback>}`` and the others still run."""
     torch.set_num_threads(1)
     for name in argv or list(CHECKS):
-        print(f"CHECK {name} {json.dumps(CHECKS[name]())}", flush=True)
+        try:
+            result = CHECKS[name]()
+        except Exception:
+            result = {"error": traceback.format_exc()}
+        print(f"CHECK {name} {json.dumps(result)}", flush=True)
     return 0
 
 

@@ -186,11 +186,11 @@ def build_clip(config: dict, where: str = "CLIP config") -> torch.nn.Module:
 
 
 def _clip_dtype(dtype: Optional[torch.dtype]) -> torch.dtype:
-    """fp16 on CUDA (CLIP was trained in fp16; bf16's coarse mantissa could reorder close candidates), fp32
-    elsewhere, unless given."""
+    """fp16 where the scorer runs on CUDA (the text encoders' device: CLIP was trained in fp16; bf16's coarse
+    mantissa could reorder close candidates), fp32 elsewhere, unless given."""
     if dtype is not None:
         return dtype
-    return torch.float16 if host.torch_device().type == "cuda" else torch.float32
+    return torch.float16 if host.load_device("text_encoder").type == "cuda" else torch.float32
 
 
 def detect_clip_file(shapes: dict, name: str) -> None:

@@ -210,8 +210,17 @@ def load_models(parts: Iterable[ModelPart], memory_required: int = 0) -> None:
     parts already loaded stay as they are, others are loaded (partially where VRAM is short; the rest of the
     weights then stream in per layer), and idle models are unloaded to make room. Nothing is unloaded
     afterwards: the manager does that when it needs the memory. Outside ComfyUI a part moves to the run device
-    the first time only."""
-    parts = list(parts)
+    the first time only. Parts sharing one network load once; with different object patches they cannot
+    compute together (a ValueError)."""
+    unique: list[ModelPart] = []
+    for p in parts:
+        same = next((u for u in unique if u.shares_weights(p)), None)
+        if same is None:
+            unique.append(p)
+        elif same._patches_key is not p._patches_key:
+            raise ValueError(f"{p.name}: two versions of one network with different patches cannot compute "
+                             f"together (they share the weights and the patched attributes)")
+    parts = unique      # clones with the same patches: one load serves them all
     if _mp() is not None:
         _mm().load_models_gpu([p.patcher() for p in parts], memory_required=int(memory_required))
         return

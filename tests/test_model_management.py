@@ -64,6 +64,11 @@ def test_a_patched_clone_shares_the_weights_and_leaves_its_source_alone(tiny_ani
         assert type(model.unet.conv_out) is torch.nn.Conv2d
     plain = model.clone()
     assert plain.unet_part is not model.unet_part and plain.unet is model.unet
+    with model.loaded(z.shape, also=[plain]):                         # same patches: one network, loaded once
+        assert torch.equal(model.network(z, t, cond), outs[0])
+    with pytest.raises(ValueError, match="two versions of one network with different patches"):
+        with model.loaded(z.shape, also=[patched]):
+            pass
     with pytest.raises(TypeError, match="diffusion ModelPart"):
         model.with_unet(model.vae.part)
 
@@ -185,6 +190,8 @@ def test_each_part_gets_its_roles_devices_and_is_loaded_through_load_models_gpu(
     with model.loaded((1, 4, 16, 64, 64)) as device:
         assert device == torch.device("cuda:0")
     assert calls == [([model.unet_part.patcher()], int(2 * 16 * 64 * 64 * 4 * 0.01 * 1024 * 1024))]
+    host.load_models([model.unet_part, model.unet_part.clone(), model.vae.part])   # clones load once
+    assert calls[-1] == ([model.unet_part.patcher(), model.vae.part.patcher()], 0)
     patched = model.unet_part.with_object_patch("conv_out", torch.nn.Identity())
     assert patched.patcher().parent is model.unet_part.patcher() and patched.patcher().model is held
     assert list(patched.patcher().object_patches) == ["net.conv_out"] and model.unet_part.patcher().object_patches == {}

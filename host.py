@@ -120,8 +120,9 @@ class ModelPart:
     Parts are never changed in place once a node has returned them: :meth:`clone` and :meth:`with_object_patch`
     give new parts that share the weights (ComfyUI caches node outputs, and another branch of the graph may
     hold the same part). An object patch replaces an attribute of the network (``"down_blocks.0.attentions.0
-    .transformer_blocks.0.attn1.processor"``) while this part computes; a part without it, sharing the same
-    weights, gets the original back when it is loaded."""
+    .transformer_blocks.0.attn1.processor"``) from the moment this part is loaded (:func:`load_models`) until a
+    part with other patches, sharing the same weights, is loaded: that one gets its own attributes back. So
+    load a part before computing with it (the nodes do)."""
 
     def __init__(self, module: torch.nn.Module, role: str, name: str = ""):
         if role not in ROLES:

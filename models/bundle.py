@@ -6,9 +6,11 @@ layout) and its native size and frame count.
 """
 from __future__ import annotations
 
+import copy
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Optional, Sequence
 
 import torch
 
@@ -39,18 +41,27 @@ class ScheduleDefaults:
     final: str = "sigma_min"
 
 
+# activation memory of one network call, as ComfyUI estimates it for SD1.x (``BaseModel.memory_required`` with
+# SDPA: batch · frames · h · w · dtype bytes · 0.01 MiB, memory_usage_factor 1.0)
+UNET_MEMORY_FACTOR = 1.0
+
+
 class VideoModel:
-    """The ``CVK_VIDEO_MODEL`` bundle. ``unet(z, t, encoder_hidden_states=...)`` takes ``(B, C, F, h, w)``."""
+    """The ``CVK_VIDEO_MODEL`` bundle. ``unet(z, t, encoder_hidden_states=...)`` takes ``(B, C, F, h, w)``.
+
+    Its networks are host ModelParts (``unet_part``, ``vae.part``, ``text.part``) under the host's
+    model management. A node that changes the model (a patch) returns a new bundle from :meth:`clone` /
+    :meth:`with_unet`, sharing the weights; it never changes the bundle it was given."""
 
     TYPE = "CVK_VIDEO_MODEL"
 
-    def __init__(self, name: str, family: str, unet: torch.nn.Module, vae: VideoVAE, text: TextEncoder,
+    def __init__(self, name: str, family: str, unet, vae: VideoVAE, text: TextEncoder,
                  alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
                  schedule: ScheduleDefaults = ScheduleDefaults(), native_size: tuple[int, int, int] = (512, 512, 16),
                  max_frames: Optional[int] = None, untrained: bool = False):
         self.name = name
         self.family = family
-        self.unet = unet
+        self.unet_part = unet if isinstance(unet, host.ModelPart) else host.ModelPart(unet, "diffusion", f"{name} UNet")
         self.vae = vae
         self.text = text
         self.alphas_cumprod = alphas_cumprod.to(torch.float64)
@@ -66,6 +77,26 @@ class VideoModel:
         return f"<CVK_VIDEO_MODEL {self.name}{tag}: {self.family}, {self.prediction_type}>"
 
     @property
+    def unet(self) -> torch.nn.Module:
+        """The network itself (shared by every clone of this bundle)."""
+        return self.unet_part.module
+
+    def clone(self) -> "VideoModel":
+        """A new bundle sharing every weight, with a clone of the UNet part (VAE and text encoder shared as
+        they are)."""
+        n = copy.copy(self)
+        n.unet_part = self.unet_part.clone()
+        return n
+
+    def with_unet(self, part: "host.ModelPart") -> "VideoModel":
+        """A new bundle with ``part`` (e.g. ``self.unet_part.with_object_patch(...)``) as its UNet."""
+        if not isinstance(part, host.ModelPart) or part.role != "diffusion":
+            raise TypeError(f"expected a diffusion ModelPart, got {part!r}")
+        n = copy.copy(self)
+        n.unet_part = part
+        return n
+
+    @property
     def num_train_timesteps(self) -> int:
         return len(self.alphas_cumprod)
 
@@ -76,22 +107,33 @@ class VideoModel:
         if set(cond) != {"text"}:
             raise ValueError(f"{self.name} is conditioned on text only; it cannot take "
                              f"{', '.join(repr(k) for k in sorted(set(cond) - {'text'})) or 'a missing text'}")
-        p = next(self.unet.parameters())
-        text = cond["text"].to(device=p.device, dtype=p.dtype)
+        device, dtype = self.unet_part.device, self.unet_part.dtype
+        text = cond["text"].to(device=device, dtype=dtype)
         if self.family == "animatediff":  # UNetMotionModel wants the text repeated per frame; UNet3D repeats itself
             text = text.repeat_interleave(z.shape[2], dim=0)
-        t = t.to(device=p.device, dtype=torch.float32 if t.is_floating_point() else t.dtype)  # no float64 on MPS
-        out = self.unet(z.to(device=p.device, dtype=p.dtype), t, encoder_hidden_states=text).sample
+        t = t.to(device=device, dtype=torch.float32 if t.is_floating_point() else t.dtype)  # no float64 on MPS
+        out = self.unet(z.to(device=device, dtype=dtype), t, encoder_hidden_states=text).sample
         return out.to(device=z.device, dtype=torch.float32)
 
     def denoiser(self, timestep_mode: str = "nearest") -> VPDenoiser:
         return VPDenoiser(self.network, self.alphas_cumprod, self.prediction_type, timestep_mode)
 
+    def memory_required(self, shape: Sequence[int], batch_factor: int = 2) -> int:
+        """Bytes of activations one network call on latents ``shape`` ``(B, C, F, h, w)`` needs, the batch
+        multiplied by ``batch_factor`` (2: CFG's cond and uncond halves in one call)."""
+        area = batch_factor * shape[0] * math.prod(shape[2:])
+        return int(area * self.unet_part.dtype.itemsize * 0.01 * UNET_MEMORY_FACTOR * 1024 * 1024)
+
     @contextmanager
-    def loaded(self):
-        """The UNet on the run device for the duration of a sampling loop."""
-        with torch.inference_mode(), host.on_device(self.unet) as device:
-            yield device
+    def loaded(self, shape: Optional[Sequence[int]] = None, also: Iterable["VideoModel"] = ()):
+        """Inference mode with the UNet (and the UNets of ``also``, loaded in the same call) ready on its
+        device, room made for sampling latents of ``shape``; yields the device. Nothing is unloaded after the
+        block: the host's model manager keeps the UNet loaded until it needs the memory."""
+        parts = [self.unet_part] + [m.unet_part for m in also if m.unet_part is not self.unet_part]
+        need = self.memory_required(shape) if shape is not None else 0
+        with torch.inference_mode():
+            host.load_models(parts, need)
+            yield self.unet_part.device
 
     # -- grids and prompts
     def sigmas(self, steps: int, spacing: Optional[str] = None, final: Optional[str] = None) -> torch.Tensor:

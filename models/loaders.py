@@ -53,20 +53,32 @@ class Precision:
     vae: torch.dtype
 
 
-def resolve_precision(precision: str, device: torch.device) -> Precision:
-    """``auto``: fp32 on CPU; on CUDA the UNet and text encoder in fp16 and the VAE in bf16 where
+def resolve_precision(precision: str, device: torch.device, text_device: Optional[torch.device] = None,
+                      vae_device: Optional[torch.device] = None) -> Precision:
+    """``auto``, per part by the device it runs on (``device`` for the UNet; the text encoder's and VAE's
+    default to it): fp32 on the CPU; on CUDA the UNet and text encoder in fp16 and the VAE in bf16 where
     supported (fp16 SD VAEs overflow), else fp32. An explicit choice applies to all three."""
     if precision not in PRECISIONS:
         raise LoadOptionError("precision", f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision == "auto":
-        if device.type != "cuda":
-            return Precision(torch.float32, torch.float32, torch.float32)
-        vae = torch.bfloat16 if host.bf16_native(device) else torch.float32
-        return Precision(torch.float16, torch.float16, vae)
+        text_device, vae_device = text_device or device, vae_device or device
+        half = lambda d: torch.float16 if d.type == "cuda" else torch.float32  # noqa: E731
+        vae = torch.bfloat16 if vae_device.type == "cuda" and host.bf16_native(vae_device) else torch.float32
+        return Precision(half(device), half(text_device), vae)
     if precision == "fp16" and device.type == "cpu":
         raise LoadOptionError("precision", "fp16 does not run on the CPU; choose fp32 (or bf16)")
     d = _DTYPES[precision]
     return Precision(d, d, d)
+
+
+def _precision(precision: str, device: Optional[torch.device]) -> tuple[torch.device, Precision]:
+    """The UNet's device and the precision of every part: a given ``device`` for all of them, else each part's
+    device from the host (inside ComfyUI its device for the part's role: ``--lowvram`` runs text encoders on
+    the CPU, ``--cpu-vae`` the VAE)."""
+    if device is not None:
+        return device, resolve_precision(precision, device)
+    device = host.load_device("diffusion")
+    return device, resolve_precision(precision, device, host.load_device("text_encoder"), host.load_device("vae"))
 
 
 def read_json(path: str) -> dict:
@@ -261,8 +273,7 @@ def load_animatediff(base: str, motion_module: Optional[str], precision: str = "
     """SD1.5 base (file or diffusers folder) + motion module → ``CVK_VIDEO_MODEL`` on the offload device.
     A saved AnimateDiff pipeline folder (``UNetMotionModel``) carries its motion modules and takes none."""
     from diffusers import MotionAdapter, UNetMotionModel
-    device = device or host.torch_device()
-    prec = resolve_precision(precision, device)
+    device, prec = _precision(precision, device)
     folder = os.path.isdir(base)
     whole = folder and read_json(os.path.join(base, "unet", "config.json")).get("_class_name") == "UNetMotionModel"
     if whole and motion_module is not None:
@@ -315,8 +326,7 @@ def load_modelscope(folder: str, precision: str = "auto", attention: str = "sdpa
                     device: Optional[torch.device] = None) -> VideoModel:
     """A ModelScope / Zeroscope diffusers folder → ``CVK_VIDEO_MODEL`` on the offload device."""
     from diffusers import AutoencoderKL, UNet3DConditionModel
-    device = device or host.torch_device()
-    prec = resolve_precision(precision, device)
+    device, prec = _precision(precision, device)
     name = os.path.basename(folder.rstrip(os.sep))
     unet_cfg = read_json(os.path.join(folder, "unet", "config.json"))
     vae_cfg = read_json(os.path.join(folder, "vae", "config.json"))

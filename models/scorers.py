@@ -115,12 +115,13 @@ def clip_preprocess(images: torch.Tensor, image_size: int, mean: Sequence[float]
 class CLIPScorer(Scorer):
     """CLIP score ``100 · cos(image_embeds, text_embeds)`` with a transformers ``CLIPModel``.
 
-    The model waits on the offload device and runs on the host's device (``host.on_device``), images in
-    batches of ``batch_size``; the prompt is truncated to the text tower's positions (77 for CLIP)."""
+    The model is a host ModelPart with the text encoders' devices (as ComfyUI's CLIP vision), loaded through
+    the host's model management when it scores; images in batches of ``batch_size``; the prompt is truncated
+    to the text tower's positions (77 for CLIP)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer, image_size: int, mean: Sequence[float] = CLIP_MEAN,
                  std: Sequence[float] = CLIP_STD, name: str = "CLIP", batch_size: int = 16, untrained: bool = False):
-        self.model = model.eval().requires_grad_(False)
+        self.part = host.ModelPart(model.eval().requires_grad_(False), "text_encoder", f"{name} scorer")
         self.tokenizer = tokenizer
         self.image_size = int(image_size)
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
@@ -128,6 +129,10 @@ class CLIPScorer(Scorer):
         self.batch_size = int(batch_size)
         self.untrained = untrained
         self.max_length = int(model.config.text_config.max_position_embeddings)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.part.module
 
     def tokenize(self, prompt: str) -> dict:
         if not isinstance(prompt, str):
@@ -143,18 +148,18 @@ class CLIPScorer(Scorer):
     def _score(self, prompt: str, images: torch.Tensor) -> torch.Tensor:
         tokens = self.tokenize(prompt)
         model = self.model
-        with host.on_device(model) as device:
-            dtype = next(model.parameters()).dtype
-            text = model.text_model(input_ids=tokens["input_ids"].to(device),
-                                    attention_mask=tokens["attention_mask"].to(device)).pooler_output
-            text = F.normalize(model.text_projection(text).float(), dim=-1)[0]
-            out = []
-            for chunk in images.split(self.batch_size):
-                host.check_interrupt()
-                pixels = clip_preprocess(chunk.to(device), self.image_size, self.mean, self.std).to(dtype)
-                image = model.vision_model(pixel_values=pixels).pooler_output
-                image = F.normalize(model.visual_projection(image).float(), dim=-1)
-                out.append((100.0 * image @ text).cpu())
+        host.load_models([self.part])
+        device, dtype = self.part.device, self.part.dtype
+        text = model.text_model(input_ids=tokens["input_ids"].to(device),
+                                attention_mask=tokens["attention_mask"].to(device)).pooler_output
+        text = F.normalize(model.text_projection(text).float(), dim=-1)[0]
+        out = []
+        for chunk in images.split(self.batch_size):
+            host.check_interrupt()
+            pixels = clip_preprocess(chunk.to(device), self.image_size, self.mean, self.std).to(dtype)
+            image = model.vision_model(pixel_values=pixels).pooler_output
+            image = F.normalize(model.visual_projection(image).float(), dim=-1)
+            out.append((100.0 * image @ text).cpu())
         return torch.cat(out).float()
 
 
@@ -181,11 +186,11 @@ def build_clip(config: dict, where: str = "CLIP config") -> torch.nn.Module:
 
 
 def _clip_dtype(dtype: Optional[torch.dtype]) -> torch.dtype:
-    """fp16 on CUDA (CLIP was trained in fp16; bf16's coarse mantissa could reorder close candidates), fp32
-    elsewhere, unless given."""
+    """fp16 where the scorer runs on CUDA (the text encoders' device: CLIP was trained in fp16; bf16's coarse
+    mantissa could reorder close candidates), fp32 elsewhere, unless given."""
     if dtype is not None:
         return dtype
-    return torch.float16 if host.torch_device().type == "cuda" else torch.float32
+    return torch.float16 if host.load_device("text_encoder").type == "cuda" else torch.float32
 
 
 def detect_clip_file(shapes: dict, name: str) -> None:

@@ -33,8 +33,12 @@ class TextEncoder:
 
     def __init__(self, tokenizer, model: torch.nn.Module, max_length: int = 77):
         self.tokenizer = tokenizer
-        self.model = model
+        self.part = host.ModelPart(model, "text_encoder", f"{type(model).__name__} text encoder")
         self.max_length = max_length
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.part.module
 
     @property
     def dim(self) -> int:
@@ -46,6 +50,6 @@ class TextEncoder:
         ``max_length`` and truncated there, as diffusers' pipelines do."""
         ids = self.tokenizer(list(prompts), padding="max_length", max_length=self.max_length, truncation=True,
                              return_tensors="pt").input_ids
-        with host.on_device(self.model) as device:
-            out = self.model(ids.to(device)).last_hidden_state
+        host.load_models([self.part])
+        out = self.model(ids.to(self.part.device)).last_hidden_state
         return out.float().to(host.intermediate_device())

@@ -5,6 +5,10 @@ import torch
 
 from .. import host
 
+# ComfyUI's activation estimates for SD's AutoencoderKL (comfy/sd.py), bytes per latent pixel per dtype byte
+DECODE_BYTES = 2178 * 64
+ENCODE_BYTES = 1767 * 64
+
 
 class VideoVAE:
     """Encode/decode video frames through a diffusers ``AutoencoderKL`` in slices of ``chunk`` frames,
@@ -15,9 +19,23 @@ class VideoVAE:
     """
 
     def __init__(self, vae: torch.nn.Module, scaling_factor: float, spatial_factor: int = 8):
-        self.vae = vae
+        self.part = host.ModelPart(vae, "vae", f"{type(vae).__name__} VAE")
         self.scaling_factor = float(scaling_factor)
         self.spatial_factor = int(spatial_factor)
+
+    @property
+    def vae(self) -> torch.nn.Module:
+        return self.part.module
+
+    def _load(self, frames: int, h: int, w: int, per_pixel: int) -> torch.device:
+        """The VAE ready on its device with room for ``frames`` frames of ``h`` × ``w`` latent pixels (ComfyUI's
+        estimate for SD's AutoencoderKL: ``per_pixel`` bytes per latent pixel per dtype byte; a tiling VAE works on
+        one tile at a time); its device."""
+        if getattr(self.vae, "use_tiling", False):
+            tile = int(self.vae.tile_latent_min_size)
+            h, w = min(h, tile), min(w, tile)
+        host.load_models([self.part], frames * h * w * per_pixel * self.part.dtype.itemsize)
+        return self.part.device
 
     @property
     def latent_channels(self) -> int:
@@ -29,13 +47,12 @@ class VideoVAE:
         B, C, F, h, w = latents.shape
         flat = latents.permute(0, 2, 1, 3, 4).reshape(B * F, C, h, w)
         frames = []
-        with host.on_device(self.vae) as device:
-            dtype = next(self.vae.parameters()).dtype
-            for i in range(0, B * F, chunk):
-                host.check_interrupt()
-                part = flat[i:i + chunk].to(device=device, dtype=dtype) / self.scaling_factor
-                img = self.vae.decode(part).sample.float()
-                frames.append((img / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).to(host.intermediate_device()))
+        device, dtype = self._load(min(chunk, B * F), h, w, DECODE_BYTES), self.part.dtype
+        for i in range(0, B * F, chunk):
+            host.check_interrupt()
+            part = flat[i:i + chunk].to(device=device, dtype=dtype) / self.scaling_factor
+            img = self.vae.decode(part).sample.float()
+            frames.append((img / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).to(host.intermediate_device()))
         return torch.cat(frames, dim=0)
 
     @torch.inference_mode()
@@ -44,11 +61,12 @@ class VideoVAE:
         encoding is deterministic), on the intermediate device."""
         px = images[..., :3].permute(0, 3, 1, 2) * 2 - 1
         parts = []
-        with host.on_device(self.vae) as device:
-            dtype = next(self.vae.parameters()).dtype
-            for i in range(0, px.shape[0], chunk):
-                host.check_interrupt()
-                dist = self.vae.encode(px[i:i + chunk].to(device=device, dtype=dtype)).latent_dist
-                parts.append(dist.mode().float().to(host.intermediate_device()) * self.scaling_factor)
+        f = self.spatial_factor
+        device = self._load(min(chunk, px.shape[0]), px.shape[2] // f, px.shape[3] // f, ENCODE_BYTES)
+        dtype = self.part.dtype
+        for i in range(0, px.shape[0], chunk):
+            host.check_interrupt()
+            dist = self.vae.encode(px[i:i + chunk].to(device=device, dtype=dtype)).latent_dist
+            parts.append(dist.mode().float().to(host.intermediate_device()) * self.scaling_factor)
         lat = torch.cat(parts, dim=0)
         return lat.permute(1, 0, 2, 3).unsqueeze(0)

@@ -61,9 +61,10 @@ class CVK_AnchorCandidates:
         check_size(node, width, height, model.latent_format.spatial_factor)
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
-        with model.loaded() as device:
-            z = i4vgen.anchor_candidates(model.denoiser(), model.latent_shape(1, width, height, num_candidates), sigmas,
-                                         cond, uncond, cfg, seed, device, step_callback(steps, node))
+        shape = model.latent_shape(1, width, height, num_candidates)
+        with model.loaded(shape) as device:
+            z = i4vgen.anchor_candidates(model.denoiser(), shape, sigmas, cond, uncond, cfg, seed, device,
+                                         step_callback(steps, node))
         z = z.to(host.intermediate_device())
         return (model.vae.decode(z), {"samples": z})
 
@@ -167,7 +168,7 @@ class CVK_NIVSDSAnimator:
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         iters = i4vgen.ni_vsds_iterations(steps, p_ni_vsds)
-        with model.loaded() as device:
+        with model.loaded((1, anchor.shape[1], frames, *anchor.shape[-2:])) as device:
             z = i4vgen.animate(model.denoiser(), anchor.to(device), frames, sigmas, cond, uncond, cfg, p_ni_vsds,
                                SCHEDULE_CHOICES[step_sizes], seed, step_callback(iters, node))
         return ({"samples": z.to(host.intermediate_device())},)
@@ -210,7 +211,7 @@ class CVK_Regenerate:
         except ValueError as e:
             raise CVKInputError(node, "p_re", p_re, problem=str(e)) from None
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
-        with model.loaded() as device:
+        with model.loaded(z.shape) as device:
             out = i4vgen.regenerate(model.denoiser(), z.to(device), sigmas, cond, uncond, cfg, p_re, eta_for(sampler, 0.0),
                                     seed, step_callback(steps - start, node))
         return ({"samples": out.to(host.intermediate_device())},)

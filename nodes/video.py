@@ -89,8 +89,9 @@ class CVK_VideoModelLoader:
     CATEGORY = CATEGORY
     RETURN_TYPES = (VIDEO_MODEL,)
     RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The loaded model bundle (network, noise table, VAE, text encoder), kept on the offload "
-                       "device until a node needs it.",)
+    OUTPUT_TOOLTIPS = ("The loaded model bundle (network, noise table, VAE, text encoder). Each part waits on its "
+                       "offload device until a node needs it, then stays on the GPU under ComfyUI's model "
+                       "management, which unloads it when it needs the room or on 'Unload models'.",)
     FUNCTION = "load"
     FILE_INPUTS = ("model_name", "motion_module")   # checked by load_video_model (missing files named)
 
@@ -106,7 +107,8 @@ class CVK_VideoModelLoader:
                 "diffusers layout). 'none' for ModelScope/Zeroscope, the tiny demos, or an AnimateDiff diffusers "
                 "folder that has its own motion_adapter/.")}),
             "precision": (list(PRECISIONS), {"default": "auto", "tooltip": (
-                "auto: fp32 on CPU; on a GPU fp16 UNet and text encoder, bf16 VAE (fp32 where bf16 is missing).")}),
+                "auto: fp32 on CPU; on a GPU fp16 UNet and text encoder, bf16 VAE (fp32 where bf16 is missing); each "
+                "part by the device ComfyUI runs it on (--lowvram: text encoder on the CPU, fp32).")}),
             "attention": (list(ATTENTIONS), {"default": "sdpa", "tooltip": (
                 "sdpa: PyTorch's attention (default). xformers: only when installed and on a CUDA GPU.")}),
         }}
@@ -157,7 +159,7 @@ class CVK_TextToVideo:
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         shape = model.latent_shape(frames, width, height)
-        with model.loaded() as device:
+        with model.loaded(shape) as device:
             z = sample(model.denoiser(), shape, sigmas, cond, uncond, guidance_scale, guidance,
                        eta_for(sampler, eta), seed, device, step_callback(steps, node))
         return ({"samples": z.to(host.intermediate_device())},)

@@ -1,8 +1,6 @@
 """VideoGuide nodes: a guide-model loader and the VideoGuide sampler."""
 from __future__ import annotations
 
-from contextlib import ExitStack
-
 from .. import host
 from ..samplers.filters import FILTER_KINDS
 from ..samplers.guidance import GUIDANCE_MODES
@@ -23,7 +21,8 @@ class CVK_GuideModelLoader(CVK_VideoModelLoader):
                    "scaling). Leave the sampler's guide input empty for self-guidance.")
     CATEGORY = CATEGORY
     RETURN_NAMES = ("guide",)
-    OUTPUT_TOOLTIPS = ("The guide model, kept on the offload device except during the guided steps.",)
+    OUTPUT_TOOLTIPS = ("The guide model; the sampler loads it together with its own model, under ComfyUI's model "
+                       "management.",)
 
     def load(self, model_name, motion_module="none", precision="auto", attention="sdpa"):
         return (load_video_model("CVK_GuideModelLoader", model_name, motion_module, precision, attention),)
@@ -117,13 +116,12 @@ class CVK_VideoGuideSampler:
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         g_cond, g_uncond = (cond, uncond) if guide is model else guide.encode_prompt_pair(prompt, negative_prompt)
         g_den = guide_denoiser(match_by, guide.network, guide.alphas_cumprod, guide.prediction_type, model.alphas_cumprod)
-        with model.loaded() as device, ExitStack() as guide_on_device:
-            if guide is not model and guided_steps > 0:
-                guide_on_device.enter_context(guide.loaded())
+        shape = model.latent_shape(frames, width, height)
+        with model.loaded(shape, also=[guide] if guided_steps > 0 else []) as device:   # one load for both
             try:
-                z = videoguide(model.denoiser(), g_den, model.latent_shape(frames, width, height), sigmas, cond, uncond,
-                               g_cond, g_uncond, guidance_scale, guidance, guide_guidance_scale, guide_guidance,
-                               settings, seed, device, step_callback(steps, node), on_guide_done=guide_on_device.close)
+                z = videoguide(model.denoiser(), g_den, shape, sigmas, cond, uncond, g_cond, g_uncond, guidance_scale,
+                               guidance, guide_guidance_scale, guide_guidance, settings, seed, device,
+                               step_callback(steps, node))
             except GuideGridError as e:   # a guided step too close to t = 0 for the guide's sub-grid
                 raise CVKInputError(node, "guided_steps", guided_steps, problem=str(e)) from None
         return ({"samples": z.to(host.intermediate_device())},)

@@ -58,7 +58,7 @@ def server(tmp_path_factory):
     shutil.copy(os.path.join(COMFY, "input", "example.png"), tmp / "input")   # the image-to-video example's picture
     tf.write_modelscope_folder(str(models / "diffusers" / "tiny_zeroscope"))
     (tmp / "extra_model_paths.yaml").write_text(f"cvk_test:\n    base_path: {models}\n" + "".join(
-        f"    {sub}: {sub}\n" for sub in bi.MODEL_FOLDERS))
+        f"    {sub}: {sub}\n" for sub in bi.MODEL_FOLDERS) + f"cvk_test_nodes:\n    custom_nodes: {_write_probe(tmp)}\n")
     link = os.path.join(COMFY, "custom_nodes", FOLDER)
     if os.path.lexists(link):
         os.remove(link)
@@ -232,3 +232,115 @@ def test_bad_inputs_are_refused_clearly_and_the_server_goes_on(server):
         assert len(run_prompt(base, tmp, good_prompt(1000 + i))) == 2, case.id
     print(f"\nreal host: {counts['validation']} refused by validation, {counts['node']} by the node, "
           f"{len(bi.CASES)} good prompts after them")
+
+
+# ---------------------------------------------------------------- the pack's models under ComfyUI's model management
+
+PROBE = "CVKTestProbe_LoadedModels"
+PROBE_SOURCE = f'''"""Test-only node (written by tests/test_comfyui_host.py into a temporary custom_nodes folder of its own,
+never part of the pack): what comfy.model_management.current_loaded_models holds."""
+import comfy.model_management as mm
+
+
+class {PROBE}:
+    RETURN_TYPES = ()
+    OUTPUT_NODE = True
+    FUNCTION = "probe"
+    CATEGORY = "testing"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {{"required": {{"tag": ("STRING", {{"default": ""}})}}, "optional": {{"after": ("IMAGE",)}}}}
+
+    @classmethod
+    def IS_CHANGED(cls, **kwargs):
+        return float("nan")          # never cached: it reports the state at its run
+
+    def probe(self, tag, after=None):
+        models = []
+        for lm in mm.current_loaded_models:
+            patcher = lm.model
+            if patcher is not None:
+                held = patcher.model
+                models.append({{"class": type(held).__name__, "module": type(held).__module__,
+                                "patcher": type(patcher).__name__, "device": str(lm.device),
+                                "loaded_bytes": int(patcher.loaded_size())}})
+        return {{"ui": {{"models": models}}}}
+
+
+NODE_CLASS_MAPPINGS = {{"{PROBE}": {PROBE}}}
+'''
+
+
+def _write_probe(tmp):
+    """The probe node in a custom_nodes folder of the test's own, which the server also loads (through the
+    ``custom_nodes`` key of its extra model paths file): test-only code stays out of the pack."""
+    folder = tmp / "custom_nodes"
+    (folder / "cvk_test_probe").mkdir(parents=True)
+    (folder / "cvk_test_probe" / "__init__.py").write_text(PROBE_SOURCE)
+    return folder
+
+
+def _probe_graph(after=None, tag=""):
+    inputs = {"tag": tag} if after is None else {"tag": tag, "after": after}
+    return {"class_type": PROBE, "inputs": inputs}
+
+
+def _pack_models(entry, node_id):
+    """(holder class, patcher class) of the pack's models in the probe's report."""
+    return sorted((m["class"], m["patcher"]) for m in entry["outputs"][node_id]["models"]
+                  if m["module"].endswith(".host") and m["class"].startswith("CVK_"))
+
+
+def _run_with_probe(base, tmp, graph, probe_after=None):
+    graph = dict(graph, probe=_probe_graph(probe_after, uuid.uuid4().hex))
+    pid, refused = queue(base, graph)
+    assert refused is None, json.dumps(refused)[-3000:]
+    entry = wait(base, pid)
+    assert entry["status"]["status_str"] == "success", json.dumps(entry["status"])[-3000:]
+    return entry
+
+
+def _frames(tmp, entry):
+    import numpy as np
+    from PIL import Image
+    images = [img for out in entry["outputs"].values() for img in out.get("images", []) if img["type"] == "output"]
+    return [np.asarray(Image.open(tmp / "output" / i["subfolder"] / i["filename"])) for i in images]
+
+
+def _post(base, path, obj):
+    req = urllib.request.Request(base + path, data=json.dumps(obj).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status
+
+
+def _unload_models(base, tmp):
+    """POST /free with unload_models, then the pack's models still loaded. The server unloads between prompts
+    (after the prompt running, or at once when idle): by the second probe-only prompt it has happened."""
+    assert _post(base, "/free", {"unload_models": True}) == 200
+    _run_with_probe(base, tmp, {})
+    return _pack_models(_run_with_probe(base, tmp, {}), "probe")
+
+
+def test_unload_models_unloads_the_packs_models_and_the_next_run_loads_them_again(server):
+    """A pack workflow (a diffusers SD1.5 folder + motion module: Text to Video → Decode → Save) leaves its UNet,
+    text encoder and VAE in ComfyUI's current_loaded_models, held by the pack's ModelPatcher; POST /free with
+    unload_models takes them out of it; the same workflow then runs again (its outputs are no longer cached: a
+    run with another seed came between), loads them again and saves the same frames."""
+    base, tmp = server
+    graph = lambda seed: dict(bi.t2v(seed=seed, steps=2, frames=3) | {"1": bi._loader(bi.SD_FOLDER, motion_module=bi.MM)},  # noqa: E731
+                              **{"91": {"class_type": "SaveImage", "inputs": {"images": ["90", 0],
+                                                                              "filename_prefix": f"cvk_free_{seed}"}}})
+    want = [("CVK_AutoencoderKL", "CVKModelPatcher"), ("CVK_CLIPTextModel", "CVKModelPatcher"),
+            ("CVK_UNetMotionModel", "CVKModelPatcher")]
+    assert _unload_models(base, tmp) == []            # what earlier tests left loaded
+    first = _run_with_probe(base, tmp, graph(1), ["90", 0])
+    assert _pack_models(first, "probe") == want
+    _run_with_probe(base, tmp, graph(2), ["90", 0])
+    assert _unload_models(base, tmp) == []
+    again = _run_with_probe(base, tmp, graph(1), ["90", 0])
+    assert _pack_models(again, "probe") == want
+    a, b = _frames(tmp, first), _frames(tmp, again)
+    assert len(a) == len(b) == 3 and all((x == y).all() for x, y in zip(a, b))
+    print(f"\nreal host: {len(want)} pack models loaded after a workflow, none after POST /free, loaded again by "
+          f"the next run, same frames")

@@ -331,6 +331,11 @@ def test_precision_rules():
     assert loaders.resolve_precision("fp16", cuda) == loaders.Precision(torch.float16, torch.float16, torch.float16)
     with pytest.raises(ValueError, match="fp16 does not run on the CPU"):
         loaders.resolve_precision("fp16", cpu)
+    # auto follows each part's device (ComfyUI's --lowvram runs text encoders on the CPU, --cpu-vae the VAE)
+    assert loaders.resolve_precision("auto", cuda, cpu, cpu) == loaders.Precision(torch.float16, torch.float32,
+                                                                                   torch.float32)
+    assert loaders.resolve_precision("fp16", cuda, cpu, cpu) == loaders.Precision(torch.float16, torch.float16,
+                                                                                   torch.float16)
 
 
 def test_strict_match_reshapes_only_linear_vs_1x1_conv():

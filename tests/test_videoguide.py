@@ -1,9 +1,7 @@
 """VideoGuide: equivalence with the baseline, exact evaluation counts, the interpolation's effect on
-Gaussian data, timestep vs σ matching, offloading, self-guidance and errors."""
+Gaussian data, timestep vs σ matching, model loading, self-guidance and errors."""
 import copy
 import math
-import sys
-import types
 
 import pytest
 import torch
@@ -145,33 +143,35 @@ def test_official_timesteps_reach_the_guide_end_to_end(tiny_animatediff, tiny_mo
     assert [int(t) for _, t, _ in g_calls] == want and want[:4] == [999, 957, 916, 874]
 
 
-def test_guide_goes_to_the_offload_device_after_the_guided_steps(tiny_animatediff, tiny_modelscope, monkeypatch):
-    sampler, guide = copy.deepcopy(tiny_animatediff), copy.deepcopy(tiny_modelscope)
-    mm = types.ModuleType("comfy.model_management")
-    mm.get_torch_device = lambda: torch.device("cpu")
-    mm.unet_offload_device = lambda: torch.device("meta")
-    mm.intermediate_device = lambda: torch.device("cpu")
-    mm.throw_exception_if_processing_interrupted = lambda: None
-    mm.soft_empty_cache = lambda force=False: None
-    comfy = types.ModuleType("comfy")
-    comfy.model_management = mm
-    monkeypatch.setitem(sys.modules, "comfy", comfy)
-    monkeypatch.setitem(sys.modules, "comfy.model_management", mm)
-    where = []
-    import consistent_video_kit.nodes.videoguide as vgn
-    real = vgn.step_callback
+def test_sampler_and_guide_are_loaded_in_one_call_and_stay(tiny_animatediff, tiny_modelscope, monkeypatch):
+    """The host's model manager decides what is resident: the node asks once for both UNets (with room for the
+    sampling batch) before the first step and moves nothing itself during or after the run; without guided
+    steps the guide is not loaded at all."""
+    from consistent_video_kit import host
+    loads, moves = [], []
+    real = host.load_models
 
-    def watching(total, desc):
-        inner = real(total, desc)
+    def spy(parts, memory_required=0):
+        parts = list(parts)
+        loads.append(([p.role for p in parts], [p.module for p in parts], memory_required))
+        return real(parts, memory_required)
+    monkeypatch.setattr(host, "load_models", spy)
+    nets = {id(tiny_animatediff.unet), id(tiny_modelscope.unet)}
+    to = torch.nn.Module.to
 
-        def cb(i, x, x0, s):
-            where.append((i, next(guide.unet.parameters()).device.type, next(sampler.unet.parameters()).device.type))
-            return inner(i, x, x0, s)
-        return cb
-    monkeypatch.setattr(vgn, "step_callback", watching)
-    CVK_VideoGuideSampler().sample(sampler, guide=guide, **ARGS)
-    assert where[:3] == [(0, "cpu", "cpu"), (1, "cpu", "cpu"), (2, "cpu", "cpu")]
-    assert all(g == "meta" and s == "cpu" for i, g, s in where[3:])   # guide offloaded after step I = 3
+    def watch_to(self, *a, **k):
+        if id(self) in nets:
+            moves.append(type(self).__name__)
+        return to(self, *a, **k)
+    monkeypatch.setattr(torch.nn.Module, "to", watch_to)
+    CVK_VideoGuideSampler().sample(tiny_animatediff, guide=tiny_modelscope, **ARGS)
+    unet_loads = [(m, need) for roles, m, need in loads if "diffusion" in roles]
+    assert unet_loads == [([tiny_animatediff.unet, tiny_modelscope.unet], tiny_animatediff.memory_required((1, 4, 4, 8, 8)))]
+    assert unet_loads[0][1] == 2 * 4 * 8 * 8 * 4 * 0.01 * 1024 * 1024 // 1
+    assert moves == []
+    loads.clear()
+    CVK_VideoGuideSampler().sample(tiny_animatediff, guide=tiny_modelscope, **dict(ARGS, guided_steps=0))
+    assert [m for roles, m, _ in loads if "diffusion" in roles] == [[tiny_animatediff.unet]]
 
 
 def test_self_guidance_needs_no_second_model(tiny_animatediff):

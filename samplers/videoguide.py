@@ -117,29 +117,25 @@ def guided_x0_blend(model: Callable, guide: Callable, levels: dict, guide_steps:
     return blended
 
 
-def lowpass_renoise(mask: Optional[torch.Tensor], guided_steps: int, noise: torch.Generator,
-                    on_guide_done: Optional[Callable] = None) -> Callable:
+def lowpass_renoise(mask: Optional[torch.Tensor], guided_steps: int, noise: torch.Generator) -> Callable:
     """The post-step hook: after each of the first ``guided_steps`` steps (to a level σ' > 0) the VP latent
     ``x/sqrt(1 + σ'²)`` keeps its low frequencies and takes fresh noise's high ones (``mask`` None: no
-    filter); ``on_guide_done()`` runs once the last guided step is over."""
+    filter)."""
     def post_step(i: int, x: torch.Tensor, s_next: float) -> torch.Tensor:
         if i < guided_steps and mask is not None and s_next > 0:
             z = to_vp(x, s_next)
             x = from_vp(frequency_mix(z, randn(z.shape, noise, z.device, z.dtype), mask), s_next)
-        if i + 1 == guided_steps and on_guide_done is not None:
-            on_guide_done()
         return x
     return post_step
 
 
 def sample_videoguide(model: Callable, guide: Callable, x: torch.Tensor, sigmas: torch.Tensor,
                       guide_table: torch.Tensor, settings: VideoGuideSettings = VideoGuideSettings(), seed: int = 0,
-                      callback: Optional[Callable] = None, on_guide_done: Optional[Callable] = None) -> torch.Tensor:
+                      callback: Optional[Callable] = None) -> torch.Tensor:
     """The VideoGuide loop: the plain DDIM loop (η = 0) over :func:`guided_x0_blend` with the
     :func:`lowpass_renoise` hook. ``model``/``guide``: guided models ``(x, σ) -> Guided`` (see
     :mod:`.guidance`); ``x`` ``(B, C, F, h, w)`` at ``sigmas[0]``; ``guide_table`` ``(T,)`` the σ table of the
-    guide's sub-grids (``guide_denoiser(...).sigmas``). Returns x at ``sigmas[-1]``. ``on_guide_done()`` runs
-    once the last guided step is over (the host offloads the guide then). Draws: re-noise from purpose
+    guide's sub-grids (``guide_denoiser(...).sigmas``). Returns x at ``sigmas[-1]``. Draws: re-noise from purpose
     ``"videoguide-renoise"``, filter noise from ``"videoguide-filter"``; the sampler's own draws are untouched.
     """
     st = settings
@@ -149,20 +145,19 @@ def sample_videoguide(model: Callable, guide: Callable, x: torch.Tensor, sigmas:
     sig = [float(s) for s in sigmas]
     levels = {sig[i]: guide_levels(guide_table, sig[i], st.guide_grid) for i in range(st.guided_steps)}  # errors first
     blended = guided_x0_blend(model, guide, levels, st.guide_steps, st.weight, generator(seed, "videoguide-renoise"))
-    hook = lowpass_renoise(mask, st.guided_steps, generator(seed, "videoguide-filter"), on_guide_done)
+    hook = lowpass_renoise(mask, st.guided_steps, generator(seed, "videoguide-filter"))
     return sample_ddim(blended, x, sigmas, 0.0, None, callback, hook)
 
 
 def videoguide(denoise: Callable, guide_denoise: VPDenoiser, shape, sigmas: torch.Tensor, cond, uncond, guide_cond,
                guide_uncond, scale: float = 0.8, mode: str = "cfg++", guide_scale: float = 0.8,
                guide_mode: str = "cfg++", settings: VideoGuideSettings = VideoGuideSettings(), seed: int = 0,
-               device=None, callback: Optional[Callable] = None,
-               on_guide_done: Optional[Callable] = None) -> torch.Tensor:
+               device=None, callback: Optional[Callable] = None) -> torch.Tensor:
     """VideoGuide from seeded noise, as :func:`.sampling.sample` is the baseline: the same start (purpose
     ``"initial"``), so guide weight 0 with filter ``none`` reproduces the baseline bit for bit. Each model
     has its own conditioning (its own text encoder). Returns the VP latent at the final level."""
     x = initial_latent(shape, sigmas, seed, device)
     x = sample_videoguide(guidance(denoise, cond, uncond, scale, mode),
                           guidance(guide_denoise, guide_cond, guide_uncond, guide_scale, guide_mode),
-                          x, sigmas, guide_denoise.sigmas, settings, seed, callback, on_guide_done)
+                          x, sigmas, guide_denoise.sigmas, settings, seed, callback)
     return to_vp(x, float(sigmas[-1]))

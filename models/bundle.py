@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
@@ -54,6 +54,7 @@ class VideoModel:
     :meth:`with_unet`, sharing the weights; it never changes the bundle it was given."""
 
     TYPE = "CVK_VIDEO_MODEL"
+    camera = None   # a cameractrl.CameraControl when CameraCtrl conditions the UNet (see with_camera)
 
     def __init__(self, name: str, family: str, unet, vae: VideoVAE, text: TextEncoder,
                  alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
@@ -96,6 +97,13 @@ class VideoModel:
         n.unet_part = part
         return n
 
+    def with_camera(self, part: "host.ModelPart", camera) -> "VideoModel":
+        """A new bundle whose UNet ``part`` is conditioned by ``camera`` (a ``cameractrl.CameraControl``): its
+        network then takes ``cond["camera"]``, the pose features per UNet level."""
+        n = self.with_unet(part)
+        n.camera = camera
+        return n
+
     @property
     def num_train_timesteps(self) -> int:
         return len(self.alphas_cumprod)
@@ -103,16 +111,20 @@ class VideoModel:
     # -- the denoiser
     def network(self, z: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
         """Raw network output for VP input ``z`` ``(B, C, F, h, w)`` at timestep(s) ``t`` (a scalar or ``(B,)``),
-        as float32. ``cond`` holds ``text``; an entry this model cannot take is refused."""
-        if set(cond) != {"text"}:
-            raise ValueError(f"{self.name} is conditioned on text only; it cannot take "
-                             f"{', '.join(repr(k) for k in sorted(set(cond) - {'text'})) or 'a missing text'}")
+        as float32. ``cond`` holds ``text`` (and ``camera``, the pose features per level, for a CameraCtrl
+        bundle); an entry this model cannot take, or a missing one, is refused."""
+        wanted = {"text"} | ({"camera"} if self.camera is not None else set())
+        if set(cond) != wanted:
+            odd = set(cond) ^ wanted
+            raise ValueError(f"{self.name} is conditioned on {' and '.join(sorted(wanted))}; "
+                             + ", ".join(f"{'missing' if k in wanted else 'it cannot take'} {k!r}" for k in sorted(odd)))
         device, dtype = self.unet_part.device, self.unet_part.dtype
         text = cond["text"].to(device=device, dtype=dtype)
         if self.family == "animatediff":  # UNetMotionModel wants the text repeated per frame; UNet3D repeats itself
             text = text.repeat_interleave(z.shape[2], dim=0)
         t = t.to(device=device, dtype=torch.float32 if t.is_floating_point() else t.dtype)  # no float64 on MPS
-        out = self.unet(z.to(device=device, dtype=dtype), t, encoder_hidden_states=text).sample
+        with self.camera.features(cond["camera"], z.shape[0]) if self.camera is not None else nullcontext():
+            out = self.unet(z.to(device=device, dtype=dtype), t, encoder_hidden_states=text).sample
         return out.to(device=z.device, dtype=torch.float32)
 
     def denoiser(self, timestep_mode: str = "nearest") -> VPDenoiser:
@@ -130,6 +142,7 @@ class VideoModel:
         device, room made for sampling latents of ``shape``; yields the device. Nothing is unloaded after the
         block: the host's model manager keeps the UNet loaded until it needs the memory."""
         parts = [self.unet_part] + [m.unet_part for m in also if m.unet_part is not self.unet_part]
+        parts += [m.camera.part for m in (self, *also) if m.camera is not None]
         need = self.memory_required(shape) if shape is not None else 0
         with torch.inference_mode():
             host.load_models(parts, need)

@@ -48,11 +48,12 @@ def _short(keys: Iterable[str]) -> str:
     return ", ".join(keys[:SHOW_KEYS]) + more
 
 
-def read_state_dict(path: str, skip: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str, skip: Iterable[str] = (), nested: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file on the CPU (a ``{"state_dict": ...}`` wrapper is unwrapped;
     non-tensor entries such as epoch counters are dropped). Keys matching a ``skip`` regex (parts the caller
     ignores anyway, e.g. an EMA copy) are never read: safetensors reads the rest one tensor at a time,
-    pickles are memory-mapped."""
+    pickles are memory-mapped. ``nested``: top-level dicts of tensors (a file that holds several state dicts)
+    are kept too, their keys as ``<top-level key>/<key>``; ``skip`` applies to the top-level keys first."""
     skipped = [re.compile(p) for p in skip]
     keep = (lambda k: not any(r.search(k) for r in skipped)) if skipped else (lambda k: True)
     name = os.path.basename(path)
@@ -85,7 +86,12 @@ def read_state_dict(path: str, skip: Iterable[str] = ()) -> dict[str, torch.Tens
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
         raise CheckpointError(f"'{name}' does not hold a state dict (got {type(sd).__name__})")
-    return {k: v for k, v in sd.items() if torch.is_tensor(v) and keep(k)}
+    out = {k: v for k, v in sd.items() if torch.is_tensor(v) and keep(k)}
+    if nested:
+        for top, inner in sd.items():
+            if isinstance(inner, dict) and keep(top):
+                out.update({f"{top}/{k}": v for k, v in inner.items() if torch.is_tensor(v)})
+    return out
 
 
 def read_shapes(path: str) -> dict[str, tuple]:

@@ -3,7 +3,7 @@
 They exist so every workflow can be smoke-tested without weights, and so two models with different
 noise tables exist for the guide tests. Their output is noise-like pictures, not video content.
 
-- ``tiny-animatediff``: SD1.5-layout UNet + AnimateDiff motion adapter (``UNetMotionModel`` with the
+- ``tiny-animatediff``: SD1.5-layout UNet + a v3-layout AnimateDiff motion adapter (``UNetMotionModel`` with the
   original per-frame motion norms, :mod:`.animatediff`), "linear" betas 0.00085–0.012, leading spacing
   with ``steps_offset=1``, final level σ = 0 (the official AnimateDiff DDIM configuration).
 - ``tiny-modelscope``: ``UNet3DConditionModel`` (ModelScope / Zeroscope layout), "scaled_linear"
@@ -38,6 +38,7 @@ _UNET_COMMON = dict(sample_size=8, in_channels=4, out_channels=4, block_out_chan
 TINY_UNET2D = dict(_UNET_COMMON, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
 TINY_MOTION = dict(block_out_channels=(32, 64), motion_layers_per_block=1, motion_norm_num_groups=4,
+                   use_motion_mid_block=False,     # the v3 layout (no mid-block module), as CameraCtrl and CVD need
                    motion_num_attention_heads=4, motion_max_seq_length=32)
 TINY_UNET3D = dict(_UNET_COMMON, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
                    up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"))

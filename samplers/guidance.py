@@ -28,15 +28,18 @@ class Guided(NamedTuple):
 
 
 def concat_conds(conds: list) -> Any:
-    """Concatenate conditionings along the batch dim: tensors, or dicts of tensors (other values must agree)."""
+    """Concatenate conditionings along the batch dim: tensors, lists of tensors (element by element, e.g. one
+    feature map per UNet level), or dicts of either (other values must agree)."""
     first = conds[0]
     if torch.is_tensor(first):
         return torch.cat(conds, dim=0)
+    if isinstance(first, (list, tuple)) and all(torch.is_tensor(t) for t in first):
+        return [torch.cat(parts, dim=0) for parts in zip(*conds)]
     if isinstance(first, dict):
         out = {}
         for k, v in first.items():
-            if torch.is_tensor(v):
-                out[k] = torch.cat([c[k] for c in conds], dim=0)
+            if torch.is_tensor(v) or (isinstance(v, (list, tuple)) and v and all(torch.is_tensor(t) for t in v)):
+                out[k] = concat_conds([c[k] for c in conds])
             else:
                 if any(c[k] != v for c in conds[1:]):
                     raise ValueError(f"conditionings disagree on non-tensor entry {k!r}")

@@ -82,7 +82,7 @@ def test_what_the_denoiser_refuses(tiny_animatediff):
         den(x, 1.0, cond, timestep=torch.tensor([1, 2, 3]))
     m = tiny_animatediff
     text = m.text.encode(["a"])
-    with pytest.raises(ValueError, match="conditioned on text only; it cannot take 'noise_level'"):
+    with pytest.raises(ValueError, match="conditioned on text; it cannot take 'noise_level'"):
         m.network(torch.zeros(1, 4, 2, 8, 8), torch.tensor(10), {"text": text, "noise_level": torch.tensor([3])})
 
 

@@ -20,7 +20,9 @@ TINY_MS = "tiny-modelscope (untrained demo)"
 SD_FOLDER, MM, BROKEN_MM = "diffusers/tiny_sd15", "tiny_mm_v2.ckpt", "broken_mm.ckpt"
 TEXT_CKPT, MM_AS_BASE = "checkpoints/notes.ckpt", "checkpoints/motion_module_as_base.ckpt"
 BAD_SCORER, GOOD_POSES, BAD_POSES = "not_a_model.safetensors", "cvk_poses.txt", "cvk_bad_poses.txt"
-MODEL_FOLDERS = ("checkpoints", "diffusers", "animatediff_models", "scorers")
+BAD_CAMERACTRL = "not_a_cameractrl.ckpt"
+TINY_CAMERACTRL = "tiny CameraCtrl (untrained demo)"
+MODEL_FOLDERS = ("checkpoints", "diffusers", "animatediff_models", "scorers", "cameractrl")
 
 
 def write_files(models: str, inputs: str) -> None:
@@ -32,7 +34,7 @@ def write_files(models: str, inputs: str) -> None:
     tf.write_motion_module(os.path.join(models, "animatediff_models", MM), mid_block=True)
     tf.write_motion_module(os.path.join(models, MM_AS_BASE), mid_block=False)
     for path in (os.path.join(models, "animatediff_models", BROKEN_MM), os.path.join(models, TEXT_CKPT),
-                 os.path.join(models, "scorers", BAD_SCORER)):
+                 os.path.join(models, "scorers", BAD_SCORER), os.path.join(models, "cameractrl", BAD_CAMERACTRL)):
         with open(path, "w") as f:
             f.write("this is a text file, not a model\n")
     rows = "".join(f"{i} 0.5 0.9 0.5 0.5 0 0 1 0 0 {0.1 * i} 0 1 0 0 0 0 1 0\n" for i in range(3))
@@ -165,6 +167,16 @@ def decode_image_latent():
             "91": _n("PreviewImage", images=["90", 0])}
 
 
+def cameractrl(loader: dict | None = None, traj: dict | None = None, **over):
+    inputs = dict(view=0, prompt="a cat", negative_prompt="", seed=0, steps=1, cfg=7.5, sampler="ddim")
+    g = {"1": _loader(), "40": _n("CVK_CameraCtrlLoader", **dict(dict(model=["1", 0], cameractrl=TINY_CAMERACTRL,
+                                                                     strength=1.0), **(loader or {}))),
+         "41": _n("CVK_CameraTrajectory", **dict(TRAJ, **dict(dict(trajectory="orbit left", views=1, frames=4),
+                                                             **(traj or {})))),
+         "42": _n("CVK_CameraCtrlSampler", **dict(dict(model=["40", 0], camera=["41", 0], **inputs), **over))}
+    return _latent_out(g, ["42", 0])
+
+
 def _nan(node, name):
     return f"CVK_{node}: input '{name}' got nan; expected a finite number"
 
@@ -285,6 +297,23 @@ CASES = [
                                           "11": _n("CVK_CameraPreview", camera=["21", 0], size=128,
                                                    projections="top,front")},
          "node", "CVK_CameraToCameraCtrlPoses", "view", "got 2; expected a view index below 2"),
+    # CameraCtrl
+    Case("cameractrl-on-modelscope", cameractrl(loader={"model": ["43", 0]}) | {"43": _loader(TINY_MS)}, "node",
+         "CVK_CameraCtrlLoader", "model", "expected an AnimateDiff model"),
+    Case("cameractrl-strength-nan", cameractrl(loader={"strength": NAN}), "node", "CVK_CameraCtrlLoader", "strength",
+         _nan("CameraCtrlLoader", "strength")),
+    Case("cameractrl-text-file", cameractrl(loader={"cameractrl": BAD_CAMERACTRL}), "node", "CVK_CameraCtrlLoader",
+         "cameractrl", "'not_a_cameractrl.ckpt' could not be read"),
+    Case("cameractrl-sampler-without-cameractrl", cameractrl(model=["1", 0]), "node", "CVK_CameraCtrlSampler", "model",
+         "expected a model with CameraCtrl"),
+    Case("cameractrl-camera-too-long", cameractrl(traj={"frames": 17}), "node", "CVK_CameraCtrlSampler", "camera",
+         "expected at most 16 frames"),
+    Case("cameractrl-camera-size", cameractrl(traj={"width": 72, "height": 72}), "node", "CVK_CameraCtrlSampler",
+         "camera", "width and height are multiples of 16"),
+    Case("cameractrl-sampler-view", cameractrl(view=1), "node", "CVK_CameraCtrlSampler", "view",
+         "got 1; expected a view index below 1"),
+    Case("cameractrl-cfg-nan", cameractrl(cfg=NAN), "node", "CVK_CameraCtrlSampler", "cfg",
+         _nan("CameraCtrlSampler", "cfg")),
     Case("preview-size-too-small", trajectory() | {"11": _n("CVK_CameraPreview", camera=["10", 0], size=64,
                                                            projections="top,front")},
          "validation", "CVK_CameraPreview", "size", "value_smaller_than_min"),

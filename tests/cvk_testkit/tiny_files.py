@@ -160,3 +160,36 @@ def write_modelscope_folder(folder: str, seed=20):
     text = _seeded(seed + 2, lambda: CLIPTextModel(CLIPTextConfig(**TINY_SD_TEXT)))
     _write_folder(folder, unet, vae, text, "TextToVideoSDPipeline")
     return unet, vae, text
+
+
+def cameractrl_state(cc) -> tuple[dict, dict]:
+    """(pose encoder, attention merges) of a CameraCtrl module in the released file's key names."""
+    from consistent_video_kit.models.cameractrl import _file_key
+    merges = {}
+    for slot, _ in cc.slots:
+        m = cc.merge(slot)
+        merges[f"{_file_key(slot)}.weight"], merges[f"{_file_key(slot)}.bias"] = m.weight, m.bias
+    return dict(cc.pose_encoder.state_dict()), merges
+
+
+def write_cameractrl(path: str, unet, layout: str = "released", seed: int = 50):
+    """A CameraCtrl file for ``unet``: ``released`` = the two dicts plus the training state the released file
+    carries (epoch, global_step, an AdamW-shaped optimizer state); ``flat`` = AnimateDiff-Evolved's single dict
+    (``.safetensors`` or a pickle). Every weight random. Returns the CameraCtrl module."""
+    from consistent_video_kit.models.cameractrl import tiny_cameractrl
+    cc = tiny_cameractrl(unet, seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in cc.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+    enc, merges = cameractrl_state(cc)
+    if layout == "flat":
+        save({**enc, **merges}, path)
+    else:
+        trainable = [v for k, v in {**enc, **merges}.items() if not k.endswith("pos_encoder.pe")]
+        optim = {"state": {i: {"step": torch.tensor(7.0), "exp_avg": torch.zeros_like(v), "exp_avg_sq": torch.zeros_like(v)}
+                           for i, v in enumerate(trainable)}, "param_groups": [{"lr": 1e-4, "params": list(range(len(trainable)))}]}
+        torch.save({"epoch": 3, "global_step": 1200, "pose_encoder_state_dict": {k: v.contiguous() for k, v in enc.items()},
+                    "attention_processor_state_dict": {k: v.contiguous() for k, v in merges.items()},
+                    "optimizer_state_dict": optim}, path)
+    return cc

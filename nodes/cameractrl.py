@@ -49,7 +49,8 @@ class CVK_CameraCtrlLoader:
                 f"CameraCtrl.ckpt from models/{FOLDER}/ (the two-dict release or AnimateDiff-Evolved's flat file). "
                 f"'{TINY_NAME}': built in code for the tiny AnimateDiff demo.")}),
             "strength": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 10.0, "step": 0.05, "tooltip": (
-                "s in h' = h + s·merge(h + pose): 1 as trained; 0 gives plain AnimateDiff.")}),
+                "How strongly the camera path steers the motion: 1 as trained, 0 = plain AnimateDiff, above 1 "
+                "exaggerates it.")}),
         }}
 
     def load(self, model, cameractrl, strength):
@@ -101,7 +102,7 @@ class CVK_CameraCtrlSampler:
             "view": ("INT", {"default": 0, "min": 0, "max": 63, "tooltip": "Which view of the path to film."}),
             **prompt_inputs(),
             "seed": seed_input(),
-            "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip": "DDIM steps (official 25)."}),
+            "steps": ("INT", {"default": 25, "min": 1, "max": 1000, "tooltip": "Denoising steps (official 25)."}),
             "cfg": ("FLOAT", {"default": 7.5, "min": 0.0, "max": 100.0, "step": 0.1,
                               "tooltip": "CFG scale (official 7.5)."}),
             "sampler": (list(SAMPLERS), {"default": "ddim", "tooltip": "ddim (η = 0, official) or ddpm (ancestral)."}),
@@ -119,11 +120,11 @@ class CVK_CameraCtrlSampler:
         multiple = DOWNSCALE * 2 ** (encoder.levels - 1)
         if camera.width % multiple or camera.height % multiple:
             raise CVKInputError(node, "camera", camera, f"a path whose width and height are multiples of {multiple} "
-                                                        f"(the pose encoder and {model.name} halve the size "
-                                                        f"{encoder.levels - 1} times)")
+                                                        f"for this model (set them in the camera node)")
         limit = min(encoder.rows, model.max_frames or encoder.rows)
         if camera.frames > limit:
-            raise CVKInputError(node, "camera", camera, f"at most {limit} frames (CameraCtrl's positional table)")
+            raise CVKInputError(node, "camera", camera, f"a path of at most {limit} frames, CameraCtrl's limit (set "
+                                                        f"frames in the camera node)")
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         rays = plucker(camera.K[view], camera.c2w[view], camera.height, camera.width)      # (F, 6, H, W)

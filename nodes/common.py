@@ -38,6 +38,8 @@ CVKInputError.__module__ = "builtins"
 
 
 def _describe(value) -> str:
+    if str(getattr(value, "TYPE", "")).startswith("CVK_"):      # the pack's own objects say what they are
+        return repr(value)
     if torch.is_tensor(value):
         return f"a tensor of shape {tuple(value.shape)}"
     if isinstance(value, dict):

@@ -320,7 +320,7 @@ def test_node_errors_name_the_input():
         node.preview(orbit(1, 2), 512, "top,back")
     K = orbit(1, 2).K.clone()
     K[0, 0] = 0
-    with pytest.raises(CVKInputError, match=r"input 'camera' got a CameraPath object: .*singular"):
+    with pytest.raises(CVKInputError, match=r"input 'camera' got <CVK_CAMERA 1 view\(s\) × 2 frame\(s\), 256×256>: .*singular"):
         node.preview(CameraPath(K, orbit(1, 2).c2w, 256, 256), 128, "top,front")
 
 

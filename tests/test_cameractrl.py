@@ -215,9 +215,11 @@ def test_node_errors(tiny_animatediff, tiny_modelscope):
         (lambda: CVK_CameraCtrlLoader().load(cm, TINY, 1.0), "CVK_CameraCtrlLoader: input 'model'",
          "a model without CameraCtrl"),
         (lambda: sample(m, orbit()), "CVK_CameraCtrlSampler: input 'model'", "a model with CameraCtrl"),
-        (lambda: sample(cm, orbit(frames=17)), "CVK_CameraCtrlSampler: input 'camera'", "at most 16 frames"),
-        (lambda: sample(cm, orbit(size=72)), "CVK_CameraCtrlSampler: input 'camera'",
-         "width and height are multiples of 16"),
+        (lambda: sample(cm, orbit(frames=17)),
+         "CVK_CameraCtrlSampler: input 'camera' got <CVK_CAMERA 1 view(s) × 17 frame(s), 64×64>",
+         "expected a path of at most 16 frames"),
+        (lambda: sample(cm, orbit(size=72)), "CVK_CameraCtrlSampler: input 'camera' got <CVK_CAMERA",
+         "width and height are multiples of 16 for this model (set them in the camera node)"),
         (lambda: sample(cm, orbit(), view=1), "CVK_CameraCtrlSampler: input 'view' got 1", "a view index below 1"),
     ]
     for call, start, words in cases:

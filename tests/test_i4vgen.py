@@ -100,7 +100,7 @@ def spy(model, monkeypatch):
     def wrapped(z, t, cond):
         calls.append((z.shape[0], torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
         return net(z, t, cond)
-    monkeypatch.setattr(model, "network", wrapped)
+    monkeypatch.setitem(model.__dict__, "network", wrapped)
     return calls
 
 

@@ -31,7 +31,7 @@ def spy_network(model, monkeypatch):
     def spy(z, t, cond):
         calls.append((z.detach().clone(), t.clone(), z.shape[0]))
         return net(z, t, cond)
-    monkeypatch.setattr(model, "network", spy)
+    monkeypatch.setitem(model.__dict__, "network", spy)
     return calls
 
 

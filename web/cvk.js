@@ -1,19 +1,23 @@
 // Consistent Video Kit frontend extension: small, dependency-free; nothing is loaded from the network.
-// Draws an "untrained demo" badge on the model loaders while one of the tiny demo models is selected,
-// so a shared workflow never passes them off as real models. It never touches the node's title.
+// Draws an "untrained demo" badge on the loaders while one of the tiny demo models (video models, CameraCtrl)
+// is selected, so a shared workflow never passes them off as real models. It never touches the
+// node's title.
 import { app } from "../../scripts/app.js";
 
 const UNTRAINED = "(untrained demo)";
-const LOADERS = ["CVK_VideoModelLoader", "CVK_GuideModelLoader"];
+// loader → the widget that names the model
+const LOADERS = {CVK_VideoModelLoader: "model_name", CVK_GuideModelLoader: "model_name",
+                 CVK_CameraCtrlLoader: "cameractrl"};
 
 app.registerExtension({
   name: "ConsistentVideoKit.core",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (!LOADERS.includes(nodeData.name)) return;
+    const widgetName = LOADERS[nodeData.name];
+    if (!widgetName) return;
     const onDrawForeground = nodeType.prototype.onDrawForeground;
     nodeType.prototype.onDrawForeground = function (ctx, ...rest) {
       const r = onDrawForeground?.apply(this, [ctx, ...rest]);
-      const widget = this.widgets?.find((w) => w.name === "model_name");
+      const widget = this.widgets?.find((w) => w.name === widgetName);
       if (widget && String(widget.value).includes(UNTRAINED) && !this.flags?.collapsed) {
         const label = "UNTRAINED DEMO";
         ctx.save();

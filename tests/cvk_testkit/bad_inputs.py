@@ -307,7 +307,7 @@ CASES = [
     Case("cameractrl-sampler-without-cameractrl", cameractrl(model=["1", 0]), "node", "CVK_CameraCtrlSampler", "model",
          "expected a model with CameraCtrl"),
     Case("cameractrl-camera-too-long", cameractrl(traj={"frames": 17}), "node", "CVK_CameraCtrlSampler", "camera",
-         "expected at most 16 frames"),
+         "expected a path of at most 16 frames"),
     Case("cameractrl-camera-size", cameractrl(traj={"width": 72, "height": 72}), "node", "CVK_CameraCtrlSampler",
          "camera", "width and height are multiples of 16"),
     Case("cameractrl-sampler-view", cameractrl(view=1), "node", "CVK_CameraCtrlSampler", "view",

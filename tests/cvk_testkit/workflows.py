@@ -98,6 +98,7 @@ TITLE_CHAR_WIDTH = 8
 # of a loader set to a tiny demo model: the title must end before it.
 BADGE = 102 + 6
 UNTRAINED = "(untrained demo)"
+BADGED = ("CVK_VideoModelLoader", "CVK_GuideModelLoader", "CVK_CameraCtrlLoader")  # LOADERS in web/cvk.js
 
 
 def title_problems(workflow: dict, display_names: dict) -> list[str]:
@@ -106,7 +107,7 @@ def title_problems(workflow: dict, display_names: dict) -> list[str]:
     for n in workflow["nodes"]:
         title = n.get("title") or display_names.get(n["type"], n["type"])
         need = 2 * TITLE_HEIGHT + TITLE_CHAR_WIDTH * len(title)
-        if any(UNTRAINED in str(v) for v in n.get("widgets_values") or []) and n["type"].endswith("ModelLoader"):
+        if any(UNTRAINED in str(v) for v in n.get("widgets_values") or []) and n["type"] in BADGED:
             need = TITLE_HEIGHT + TITLE_CHAR_WIDTH * len(title) + 4 + BADGE
         if n["size"][0] < need:
             problems.append(f"node {n['id']} ({n['type']}): {n['size'][0]} wide, its title {title!r} needs {need}")
@@ -181,7 +182,7 @@ def view_problems(workflow: dict) -> list[str]:
 
 #: The videos the example workflows make: name → (frames, width, height).
 EXAMPLE_VIDEOS = {"cvk_text_to_video": (8, 128, 128), "cvk_videoguide": (8, 128, 128), "cvk_i4vgen": (8, 128, 128),
-                  "cvk_i4vgen_image_to_video": (8, 128, 128)}
+                  "cvk_i4vgen_image_to_video": (8, 128, 128), "cvk_cameractrl": (8, 128, 128)}
 
 
 def video_endings(workflow: dict) -> list[str]:

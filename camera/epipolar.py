@@ -40,14 +40,15 @@ def token_centres(height: int, width: int, image_size: tuple[int, int], dtype=to
 
 def epipolar_bias(K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor, c2w_b: torch.Tensor, height: int,
                   width: int, image_size: tuple[int, int], generator: Optional[torch.Generator] = None,
-                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+                  dtype: torch.dtype = torch.float32, theta: Optional[float] = None) -> torch.Tensor:
     """CVD's attention bias ``(F, h·w, h·w)``: rows are view a's query tokens, columns view b's key tokens
     of the same frame. For query token i, l_i = F·p_i is its epipolar line in view b;
     ``D_ij = |l_i·p_j| / (‖l_i[:2]‖ + 1e−6)``; ``band = (3 / (S/2))·max_ij D_ij`` (S = image height, CVD's
     ``F_mat_size``); ``bias_ij = −max(D_ij − band, 0)·3/band`` (0 inside the band, −125 at the farthest
     token at S = 256). A frame whose cameras share their centre (F = 0, e.g. frame 0 of views with a common
     first camera) uses CVD's pseudo-line through each query token instead, ``(cos θ, sin θ, −(cos θ·x + sin θ·y))``,
-    with one θ ~ U(0, π) per call from ``generator`` (horizontal, θ = π/2, when None). One batched pass;
+    with one θ ~ U(0, π) per call from ``generator`` (horizontal, θ = π/2, when None), or the given ``theta``
+    (a sampler that draws one angle per pairing for every level). One batched pass;
     F and the lines in float64, the (F, N, N) distances in ``dtype`` (float32 for other dtypes), so float16
     halves the memory; never NaN. Runs on the cameras' device; on the ``meta`` device (shapes only) the
     degenerate-frame test cannot be read, so the pseudo-line branch is always traced, with θ = π/2 and no draw."""
@@ -58,8 +59,9 @@ def epipolar_bias(K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor, c2w
     degenerate = t.norm(dim=-1) <= 1e-9 * (1 + c2w_a[:, :3, 3].to(torch.float64).norm(dim=-1))      # (F,)
     meta = degenerate.is_meta
     if meta or degenerate.any():
-        theta = math.pi / 2 if generator is None or meta else \
-            float(torch.rand((), generator=generator, dtype=torch.float64)) * math.pi
+        if theta is None:
+            theta = math.pi / 2 if generator is None or meta else \
+                float(torch.rand((), generator=generator, dtype=torch.float64)) * math.pi
         c, s = math.cos(theta), math.sin(theta)
         pseudo = torch.stack([torch.full_like(p[:, 0], c), torch.full_like(p[:, 0], s), -(c * p[:, 0] + s * p[:, 1])], -1)
         lines = torch.where(degenerate[:, None, None], pseudo[None], lines)

@@ -55,6 +55,7 @@ class VideoModel:
 
     TYPE = "CVK_VIDEO_MODEL"
     camera = None   # a cameractrl.CameraControl when CameraCtrl conditions the UNet (see with_camera)
+    sync = None     # a cvd.SyncControl when CVD's synchronisation modules follow the motion modules (with_sync)
 
     def __init__(self, name: str, family: str, unet, vae: VideoVAE, text: TextEncoder,
                  alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
@@ -104,6 +105,13 @@ class VideoModel:
         n.camera = camera
         return n
 
+    def with_sync(self, part: "host.ModelPart", sync) -> "VideoModel":
+        """A new bundle whose UNet ``part`` carries CVD's synchronisation modules, fed by ``sync`` (a
+        ``cvd.SyncControl``) during a multi-view sampling run."""
+        n = self.with_unet(part)
+        n.sync = sync
+        return n
+
     @property
     def num_train_timesteps(self) -> int:
         return len(self.alphas_cumprod)
@@ -142,7 +150,7 @@ class VideoModel:
         device, room made for sampling latents of ``shape``; yields the device. Nothing is unloaded after the
         block: the host's model manager keeps the UNet loaded until it needs the memory."""
         parts = [self.unet_part] + [m.unet_part for m in also if m.unet_part is not self.unet_part]
-        parts += [m.camera.part for m in (self, *also) if m.camera is not None]
+        parts += [c.part for m in (self, *also) for c in (m.camera, m.sync) if c is not None]
         need = self.memory_required(shape) if shape is not None else 0
         with torch.inference_mode():
             host.load_models(parts, need)

@@ -208,3 +208,13 @@ def checked(cls):
     run._cvk_checked = True
     setattr(cls, cls.FUNCTION, run)
     return cls
+
+
+def prompt_lines(node: str, name: str, text: str, count: int) -> list[str]:
+    """One prompt per item (view, window, …) from a multiline input: one non-empty line each; with fewer lines
+    than items the last line repeats; more lines than items is refused."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()] or [""]
+    if len(lines) > count:
+        raise CVKInputError(node, name, f"{len(lines)} lines", f"at most {count} lines, one per item (fewer: the last "
+                                                               f"line repeats)")
+    return lines + [lines[-1]] * (count - len(lines))

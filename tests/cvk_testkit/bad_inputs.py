@@ -20,9 +20,9 @@ TINY_MS = "tiny-modelscope (untrained demo)"
 SD_FOLDER, MM, BROKEN_MM = "diffusers/tiny_sd15", "tiny_mm_v2.ckpt", "broken_mm.ckpt"
 TEXT_CKPT, MM_AS_BASE = "checkpoints/notes.ckpt", "checkpoints/motion_module_as_base.ckpt"
 BAD_SCORER, GOOD_POSES, BAD_POSES = "not_a_model.safetensors", "cvk_poses.txt", "cvk_bad_poses.txt"
-BAD_CAMERACTRL = "not_a_cameractrl.ckpt"
-TINY_CAMERACTRL = "tiny CameraCtrl (untrained demo)"
-MODEL_FOLDERS = ("checkpoints", "diffusers", "animatediff_models", "scorers", "cameractrl")
+BAD_CAMERACTRL, BAD_SYNC = "not_a_cameractrl.ckpt", "not_a_sync_module.ckpt"
+TINY_CAMERACTRL, TINY_SYNC = "tiny CameraCtrl (untrained demo)", "tiny CVD sync module (untrained demo)"
+MODEL_FOLDERS = ("checkpoints", "diffusers", "animatediff_models", "scorers", "cameractrl", "cvd")
 
 
 def write_files(models: str, inputs: str) -> None:
@@ -34,7 +34,8 @@ def write_files(models: str, inputs: str) -> None:
     tf.write_motion_module(os.path.join(models, "animatediff_models", MM), mid_block=True)
     tf.write_motion_module(os.path.join(models, MM_AS_BASE), mid_block=False)
     for path in (os.path.join(models, "animatediff_models", BROKEN_MM), os.path.join(models, TEXT_CKPT),
-                 os.path.join(models, "scorers", BAD_SCORER), os.path.join(models, "cameractrl", BAD_CAMERACTRL)):
+                 os.path.join(models, "scorers", BAD_SCORER), os.path.join(models, "cameractrl", BAD_CAMERACTRL),
+                 os.path.join(models, "cvd", BAD_SYNC)):
         with open(path, "w") as f:
             f.write("this is a text file, not a model\n")
     rows = "".join(f"{i} 0.5 0.9 0.5 0.5 0 0 1 0 0 {0.1 * i} 0 1 0 0 0 0 1 0\n" for i in range(3))
@@ -177,6 +178,20 @@ def cameractrl(loader: dict | None = None, traj: dict | None = None, **over):
     return _latent_out(g, ["42", 0])
 
 
+def cvd(loader: dict | None = None, traj: dict | None = None, **over):
+    inputs = dict(prompt="a cat", negative_prompt="", seed=0, steps=1, cfg=0.0, multistep=0, accumulate_step=0,
+                  views_per_batch=0)
+    g = {"1": _loader(), "40": _n("CVK_CameraCtrlLoader", model=["1", 0], cameractrl=TINY_CAMERACTRL, strength=1.0),
+         "44": _n("CVK_CVDSyncLoader", **dict(dict(model=["40", 0], sync_module=TINY_SYNC), **(loader or {}))),
+         "41": _n("CVK_CameraTrajectory", **dict(TRAJ, **dict(dict(frames=4), **(traj or {})))),
+         "45": _n("CVK_EpipolarSyncSampler", **dict(dict(model=["44", 0], camera=["41", 0], **inputs), **over))}
+    return _latent_out(g, ["45", 0])
+
+
+def view_grid(views):
+    return cvd() | {"46": _n("CVK_ViewGrid", images=["90", 0], views=views), "91": _n("PreviewImage", images=["46", 0])}
+
+
 def _nan(node, name):
     return f"CVK_{node}: input '{name}' got nan; expected a finite number"
 
@@ -314,6 +329,23 @@ CASES = [
          "got 1; expected a view index below 1"),
     Case("cameractrl-cfg-nan", cameractrl(cfg=NAN), "node", "CVK_CameraCtrlSampler", "cfg",
          _nan("CameraCtrlSampler", "cfg")),
+    # CVD
+    Case("cvd-without-cameractrl", cvd(loader={"model": ["1", 0]}), "node", "CVK_CVDSyncLoader", "model",
+         "expected a model with CameraCtrl"),
+    Case("cvd-text-file", cvd(loader={"sync_module": BAD_SYNC}), "node", "CVK_CVDSyncLoader", "sync_module",
+         "'not_a_sync_module.ckpt' could not be read"),
+    Case("cvd-one-view", cvd(traj={"trajectory": "pan left", "views": 1}), "node", "CVK_EpipolarSyncSampler",
+         "camera", "expected a path of at least 2 views"),
+    Case("cvd-too-many-prompt-lines", cvd(prompt="a\nb\nc"), "node", "CVK_EpipolarSyncSampler", "prompt",
+         "got '3 lines'; expected at most 2 lines"),
+    Case("cvd-odd-views-per-batch", cvd(traj={"views": 3}, views_per_batch=2), "node", "CVK_EpipolarSyncSampler",
+         "views_per_batch", "got 2; expected 0 or at least 3 for 3 views"),
+    Case("cvd-cfg-nan", cvd(cfg=NAN), "node", "CVK_EpipolarSyncSampler", "cfg", _nan("EpipolarSyncSampler", "cfg")),
+    Case("cvd-sampler-without-cvd", cvd(model=["40", 0]), "node", "CVK_EpipolarSyncSampler", "model",
+         "with CameraCtrl and CVD"),
+    Case("view-grid-views-do-not-divide", view_grid(3), "node", "CVK_ViewGrid", "views",
+         "got 3; expected a number that divides the 8 frames given"),
+    Case("view-grid-zero-views", view_grid(0), "validation", "CVK_ViewGrid", "views", "value_smaller_than_min"),
     Case("preview-size-too-small", trajectory() | {"11": _n("CVK_CameraPreview", camera=["10", 0], size=64,
                                                            projections="top,front")},
          "validation", "CVK_CameraPreview", "size", "value_smaller_than_min"),

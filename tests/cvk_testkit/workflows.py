@@ -98,7 +98,8 @@ TITLE_CHAR_WIDTH = 8
 # of a loader set to a tiny demo model: the title must end before it.
 BADGE = 102 + 6
 UNTRAINED = "(untrained demo)"
-BADGED = ("CVK_VideoModelLoader", "CVK_GuideModelLoader", "CVK_CameraCtrlLoader")  # LOADERS in web/cvk.js
+BADGED = ("CVK_VideoModelLoader", "CVK_GuideModelLoader", "CVK_CameraCtrlLoader",   # LOADERS in web/cvk.js
+          "CVK_CVDSyncLoader")
 
 
 def title_problems(workflow: dict, display_names: dict) -> list[str]:
@@ -182,7 +183,8 @@ def view_problems(workflow: dict) -> list[str]:
 
 #: The videos the example workflows make: name → (frames, width, height).
 EXAMPLE_VIDEOS = {"cvk_text_to_video": (8, 128, 128), "cvk_videoguide": (8, 128, 128), "cvk_i4vgen": (8, 128, 128),
-                  "cvk_i4vgen_image_to_video": (8, 128, 128), "cvk_cameractrl": (8, 128, 128)}
+                  "cvk_i4vgen_image_to_video": (8, 128, 128), "cvk_cameractrl": (8, 128, 128),
+                  "cvk_cvd_two_views": (8, 256, 128), "cvk_cvd_four_views": (8, 384, 96)}
 
 
 def video_endings(workflow: dict) -> list[str]:

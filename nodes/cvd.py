@@ -103,7 +103,9 @@ class CVK_EpipolarSyncSampler:
             "camera": (CAMERA, {"tooltip": "V ≥ 2 camera paths sharing their first camera (Camera Trajectory's "
                                            "patterns); size and frame count are the videos'."}),
             "prompt": ("STRING", {"multiline": True, "default": "a red panda walking through a bamboo forest",
-                                  "tooltip": "One line per view; with fewer lines than views the last line repeats."}),
+                                  "tooltip": "One line per view (line 1 for view 0, …); with fewer lines than views "
+                                             "the last line repeats, so a single line serves every view. Do not wrap "
+                                             "one long prompt over several lines."}),
             "negative_prompt": ("STRING", {"multiline": True, "default": "",
                                            "tooltip": "The unconditional branch, for every view."}),
             "seed": seed_input(tooltip="Seeds the videos' noise, the pairings, the re-noising and the frame-0 line "
@@ -189,7 +191,9 @@ class CVK_ViewGrid:
     def INPUT_TYPES(cls):
         return {"required": {
             "images": ("IMAGE", {"tooltip": "V·F frames: all frames of view 0, then view 1, …"}),
-            "views": ("INT", {"default": 2, "min": 1, "max": 64, "tooltip": "How many videos the frames hold."}),
+            "views": ("INT", {"default": 2, "min": 1, "max": 64, "tooltip": (
+                "How many videos the frames hold: the camera path's view count (it must match, or the panels mix "
+                "views).")}),
         }}
 
     def grid(self, images, views):

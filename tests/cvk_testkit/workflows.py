@@ -188,8 +188,9 @@ EXAMPLE_VIDEOS = {"cvk_text_to_video": (8, 128, 128), "cvk_videoguide": (8, 128,
 
 
 def video_endings(workflow: dict) -> list[str]:
-    """Problems with how a workflow ends: decoded frames must become a video (``CreateVideo`` → ``SaveVideo``),
-    not a folder of pictures (no ``SaveImage`` of the frames)."""
+    """Problems with how a workflow ends: decoded frames must become a video (``CreateVideo`` → ``SaveVideo``, through
+    ``CVK_ViewGrid`` where it puts several views side by side), not a folder of pictures (no ``SaveImage`` of the
+    frames)."""
     by_id = {n["id"]: n for n in workflow["nodes"]}
     links = {l[0]: l for l in workflow["links"]}
 
@@ -197,9 +198,12 @@ def video_endings(workflow: dict) -> list[str]:
         out = node["outputs"][slot].get("links") or [] if node.get("outputs") else []
         return [by_id[links[i][3]] for i in out]
 
+    def through_grids(node):      # the frames' users, and past a View Grid (it only rearranges them) its users
+        return [w for u in consumers(node) for w in ([u] + through_grids(u) if u["type"] == "CVK_ViewGrid" else [u])]
+
     problems = []
     for dec in (n for n in workflow["nodes"] if n["type"] == "CVK_DecodeVideo"):
-        users = consumers(dec)
+        users = through_grids(dec)
         if any(u["type"] == "SaveImage" for u in users):
             problems.append(f"node {dec['id']}: its frames go to SaveImage (a folder of pictures)")
         videos = [u for u in users if u["type"] == "CreateVideo"]

@@ -1,0 +1,8 @@
+"""LVDM's own networks (arXiv 2211.13221; YingqingHe/LVDM), one module per network, built from the official
+configs' ``params`` names so a tiny variant is the same class with smaller numbers:
+
+- :mod:`.autoencoder3d`: the TATS-style 3-D video autoencoder (×4 time, ×8 space, 4 latent channels);
+- :mod:`.unet3d`: the ADM-style 3-D UNet of the short unconditional models and its pred/interp variant.
+
+The shipped configs are in ``models/configs/lvdm/``.
+"""

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-PIXEL_BAND = 3.0    # CVD's decay_alpha: the band is 3 / (S/2) of the largest distance; the slope 3 / band
+PIXEL_BAND = 3.0    # CVD's decay_alpha: the band is 3 / (S/2) of the largest distance; the slope 3 / (band + 1e-6)
 
 
 def relative_pose(c2w_a: torch.Tensor, c2w_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,7 +44,7 @@ def epipolar_bias(K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor, c2w
     """CVD's attention bias ``(F, h·w, h·w)``: rows are view a's query tokens, columns view b's key tokens
     of the same frame. For query token i, l_i = F·p_i is its epipolar line in view b;
     ``D_ij = |l_i·p_j| / (‖l_i[:2]‖ + 1e−6)``; ``band = (3 / (S/2))·max_ij D_ij`` (S = image height, CVD's
-    ``F_mat_size``); ``bias_ij = −max(D_ij − band, 0)·3/band`` (0 inside the band, −125 at the farthest
+    ``F_mat_size``); ``bias_ij = −max(D_ij − band, 0)·3/(band + 1e−6)`` (0 inside the band, −125 at the farthest
     token at S = 256). A frame whose cameras share their centre (F = 0, e.g. frame 0 of views with a common
     first camera) uses CVD's pseudo-line through each query token instead, ``(cos θ, sin θ, −(cos θ·x + sin θ·y))``,
     with one θ ~ U(0, π) per call from ``generator`` (horizontal, θ = π/2, when None), or the given ``theta``
@@ -75,5 +75,5 @@ def epipolar_bias(K_a: torch.Tensor, c2w_a: torch.Tensor, K_b: torch.Tensor, c2w
     work = dtype if dtype in (torch.float64, torch.float16, torch.bfloat16) else torch.float32
     D = torch.bmm(lines.to(work), q.T.to(work).expand(lines.shape[0], 3, -1)).abs_()   # (F, N, N)
     band = (PIXEL_BAND / (image_size[0] / 2)) * D.amax(dim=(1, 2), keepdim=True)  # (F, 1, 1)
-    slope = torch.where(band > 0, PIXEL_BAND / torch.where(band > 0, band, torch.ones_like(band)), torch.zeros_like(band))
-    return D.sub_(band).clamp_(min=0).mul_(-slope).to(dtype)   # 0 where the band is 0 (one token, or F = 0)
+    slope = PIXEL_BAND / (band + 1e-6)      # CVD's get_attn_map: 3 / (band + 1e-6), its epsilon kept for parity
+    return D.sub_(band).clamp_(min=0).mul_(-slope).to(dtype)   # 0 where the band is 0 (one token): D ≤ band

@@ -478,7 +478,7 @@ class LVDMUNet(nn.Module):
             if not isinstance(y, torch.Tensor) or y.shape != (b,) or y.dtype.is_floating_point or y.is_complex():
                 raise ValueError(f"LVDMUNet: y must be an integer tensor of shape ({b},), got "
                                  f"{(y.dtype, tuple(y.shape)) if isinstance(y, torch.Tensor) else type(y).__name__}")
-            if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+            if len(y) and not y.is_meta and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
                 raise ValueError(f"LVDMUNet: y values must lie in [0, {self.num_classes - 1}], got "
                                  f"min {int(y.min())}, max {int(y.max())}")
         return timesteps

@@ -1,0 +1,79 @@
+"""LVDM's 3-D UNet at the released size: parameter counts from the shipped configs (``models/configs/lvdm/unet_*.json``,
+built on the meta device: no memory, seconds), and with ``--full`` the seconds per UNet call with random weights
+(float32, the official latent size: 1×4×4×32×32 for short / pred, 1×4×5×32×32 for interp; one call = one NFE on a
+batch of one clip; the first call is a warm-up and not counted). Manual run, never in CI: ``--full`` allocates
+2.2 GB of weights per model; at one CPU thread a call takes a few seconds.
+
+    .venv/bin/python bench/lvdm_params.py [--full] [--models short,pred,interp] [--calls 2] [--threads 1]
+        [--device cpu|cuda] [--attention sdpa|xformers]
+
+Expected counts: short 548.9M, pred 549.2M, interp 549.2M (the official code's, checked against it locally).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+CONFIGS = os.path.join(ROOT, "models", "configs", "lvdm")
+FRAMES = {"short": 4, "pred": 4, "interp": 5}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--full", action="store_true", help="also time UNet calls with random weights")
+    ap.add_argument("--models", default="short,pred,interp")
+    ap.add_argument("--calls", type=int, default=2, help="timed calls per model (after one warm-up)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--attention", default="sdpa", choices=("sdpa", "xformers"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from cvk_testkit import load_pack
+    load_pack()
+    from consistent_video_kit.models.lvdm.unet3d import build_unet
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}")
+    print(f"{'model':>7} {'class':>24} {'params':>9} {'latents':>16} {'s/call':>8}")
+    for name in args.models.split(","):
+        with open(os.path.join(CONFIGS, f"unet_{name}.json")) as f:
+            cfg = json.load(f)
+        with torch.device("meta"):
+            m = build_unet(cfg)
+        n = sum(p.numel() for p in m.parameters())
+        shape = (1, cfg["in_channels"], FRAMES[name], cfg["image_size"], cfg["image_size"])
+        per_call = ""
+        if args.full:
+            m = m.to_empty(device=args.device)
+            g = torch.Generator().manual_seed(0)
+            with torch.no_grad():
+                for p in m.parameters():
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+            m.eval().set_attention(args.attention)
+            x = torch.randn(shape, generator=g).to(args.device)
+            t = torch.tensor([500], device=args.device)
+            y = torch.tensor([100], device=args.device) if cfg.get("num_classes") else None
+            times = []
+            with torch.no_grad():
+                for i in range(args.calls + 1):
+                    if args.device.startswith("cuda"):
+                        torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    m(x, t, y)
+                    if args.device.startswith("cuda"):
+                        torch.cuda.synchronize()
+                    if i:
+                        times.append(time.perf_counter() - t0)
+            per_call = f"{sum(times) / len(times):.3f}"
+            del m
+        print(f"{name:>7} {cfg['_class_name']:>24} {n / 1e6:>8.1f}M {'×'.join(map(str, shape)):>16} {per_call:>8}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,536 @@
+"""LVDM's ADM-style 3-D UNet (arXiv 2211.13221; YingqingHe/LVDM ``lvdm/models/modules/openaimodel3d.py::UNetModel``
+and ``FrameInterpPredUNet``, ``attention_temporal.py::STAttentionBlock``), as the official code computes it.
+
+The short unconditional models (sky / taichi / UCF) and the long-video pred / interp models share one network:
+
+- every convolution is spatial for the released configs (kernel ``(kernel_size_t, 3, 3)`` with ``kernel_size_t = 1``),
+  down/upsampling is spatial only (stride ``(1, 2, 2)``, nearest ``×2`` in h and w);
+- time is modelled only by :class:`STAttentionBlock`: spatial self-attention over the ``h·w`` tokens of each frame, then
+  temporal self-attention over the ``T`` frames of each pixel with learned relative positions (tables of
+  ``2·temporal_length + 1`` rows, distances clipped at ``±temporal_length``, so any ``T`` runs);
+- the pred / interp variant (:class:`LVDMFrameInterpPredUNet`) takes 5 input channels (4 latent + 1 mask, the mask
+  concatenated after the latent) and adds ``label_emb(y)`` (``Embedding(num_classes = 251, 4·model_channels)``) to the
+  timestep embedding, where ``y`` is the noise level ``s`` of the perturbed conditioning latents. Without ``y`` (the
+  unconditional call of unconditional guidance) nothing is added.
+
+The temporal attention reproduces the official ``QKVAttention`` exactly, quirks included (per head, head width ``c``,
+tokens ``t, s``; ``σ = c^(-1/4)``; ``K[d] = k-table row d + L``, ``V[d] = v-table row d + L``, ``L = temporal_length``,
+``clip(d) = min(max(d, -L), L)``)::
+
+    logits[t, s] = (σ q_t)·(σ k_s) + (σ q_s)·K[clip(t - s)]        # rel. term from the SCALED q, added TRANSPOSED
+    p = softmax_s(logits)
+    out[t] = Σ_s p[t, s] v_s + Σ_s p[t, s] V[clip(s - t)]           # value term: not transposed
+
+(The non-transposed logit term would be ``(σ q_t)·K[clip(s - t)]``.) With SDPA (the default backend) the relative
+logit term goes in as a float additive mask, and the attention probabilities that the value term needs come back from
+SDPA itself through ``T`` one-hot value channels (``Σ_s p[t, s] δ(s, s') = p[t, s']``), so the result is exact.
+
+State-dict keys and shapes equal the released checkpoints' UNet keys with the ``model.diffusion_model.`` prefix
+removed (``input_blocks.1.0.in_layers.2.weight``, ``input_blocks.5.1.relative_position_k.embeddings_table``, ...).
+The shipped configs are ``models/configs/lvdm/unet_{short,pred,interp}.json``; :meth:`LVDMUNet.from_config` builds
+from one of them.
+
+Differences from the official code, on purpose (none changes a result): the network runs in its parameters' dtype and
+returns ``x.dtype`` (the official code casts to float32 inside); GroupNorm computes in float32 only for half-precision
+inputs; the attention block adds instead of writing into its input in place; options the released configs never
+use (temporal transformer, resblock up/down, avg-pool resampling, fp16 flag, other nonlinearities, ``cond_aug_mode
+= 'time_embed'``) are refused with a ``ValueError`` instead of being half-supported.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint as _grad_checkpoint
+
+ATTENTION_BACKENDS = ("sdpa", "xformers")
+
+
+# ---------------------------------------------------------------------------------------------------- small pieces
+
+def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding ``[cos(t·f_i), sin(t·f_i)]``, ``f_i = max_period^(-i/half)``, computed in float32 as the
+    official code does (its rounding is part of what the weights were trained with).
+
+    Args:
+        timesteps: ``(B,)``, integer or fractional.
+        dim: embedding width.
+    Returns:
+        ``(B, dim)`` float32.
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half).to(timesteps.device)
+    args = timesteps[:, None].float() * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm(32, C) that computes in float32 for half-precision inputs (as the official ``GroupNorm32``) and in
+    the input's dtype otherwise. ``(N, C, *) -> (N, C, *)``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype in (torch.float16, torch.bfloat16):
+            w = None if self.weight is None else self.weight.float()
+            b = None if self.bias is None else self.bias.float()
+            return F.group_norm(x.float(), self.num_groups, w, b, self.eps).to(x.dtype)
+        return super().forward(x)
+
+
+def _norm(channels: int) -> GroupNorm32:
+    return GroupNorm32(32, channels)
+
+
+def _conv3d(c_in: int, c_out: int, kernel_size_t: int, padding_t: int, stride=1) -> nn.Conv3d:
+    return nn.Conv3d(c_in, c_out, (kernel_size_t, 3, 3), stride=stride, padding=(padding_t, 1, 1))
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        p.detach().zero_()
+    return module
+
+
+class Upsample(nn.Module):
+    """Nearest ×2 in h and w (time kept), then a ``(kernel_size_t, 3, 3)`` conv. ``(B, C, T, h, w) -> (B, C, T, 2h,
+    2w)``."""
+
+    def __init__(self, channels: int, kernel_size_t: int, padding_t: int):
+        super().__init__()
+        self.channels = channels
+        self.conv = _conv3d(channels, channels, kernel_size_t, padding_t)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, (x.shape[2], x.shape[3] * 2, x.shape[4] * 2), mode="nearest")
+        return self.conv(x)
+
+
+class Downsample(nn.Module):
+    """A ``(kernel_size_t, 3, 3)`` conv of stride ``(1, 2, 2)``. ``(B, C, T, h, w) -> (B, C, T, h/2, w/2)``."""
+
+    def __init__(self, channels: int, kernel_size_t: int, padding_t: int):
+        super().__init__()
+        self.channels = channels
+        self.op = _conv3d(channels, channels, kernel_size_t, padding_t, stride=(1, 2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class ResBlock(nn.Module):
+    """ADM residual block with the timestep embedding as FiLM (``use_scale_shift_norm``) or as a bias.
+
+    ``x (B, C, T, h, w), emb (B, E) -> (B, C_out, T, h, w)``. Keys: ``in_layers.{0,2}``, ``emb_layers.1``,
+    ``out_layers.{0,3}``, ``skip_connection`` (a 1×1×1 conv when the width changes).
+    """
+
+    def __init__(self, channels: int, emb_channels: int, dropout: float, out_channels: Optional[int] = None,
+                 use_scale_shift_norm: bool = False, use_checkpoint: bool = False, kernel_size_t: int = 1,
+                 padding_t: int = 0):
+        super().__init__()
+        self.channels = channels
+        self.out_channels = out_channels or channels
+        self.use_scale_shift_norm = use_scale_shift_norm
+        self.use_checkpoint = use_checkpoint
+        self.in_layers = nn.Sequential(_norm(channels), nn.SiLU(),
+                                       _conv3d(channels, self.out_channels, kernel_size_t, padding_t))
+        self.emb_layers = nn.Sequential(
+            nn.SiLU(), nn.Linear(emb_channels, 2 * self.out_channels if use_scale_shift_norm else self.out_channels))
+        self.out_layers = nn.Sequential(
+            _norm(self.out_channels), nn.SiLU(), nn.Dropout(p=dropout),
+            _zero(_conv3d(self.out_channels, self.out_channels, kernel_size_t, padding_t)))
+        if self.out_channels == channels:
+            self.skip_connection = nn.Identity()
+        else:
+            self.skip_connection = nn.Conv3d(channels, self.out_channels, 1)
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        if self.use_checkpoint and torch.is_grad_enabled() and (x.requires_grad or self.training):
+            return _grad_checkpoint(self._forward, x, emb, use_reentrant=False)
+        return self._forward(x, emb)
+
+    def _forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.in_layers(x)
+        emb_out = self.emb_layers(emb).to(h.dtype)[:, :, None, None, None]
+        if self.use_scale_shift_norm:
+            scale, shift = emb_out.chunk(2, dim=1)
+            h = self.out_layers[0](h) * (1 + scale) + shift
+            h = self.out_layers[1:](h)
+        else:
+            h = self.out_layers(h + emb_out)
+        return self.skip_connection(x) + h
+
+
+class RelativePosition(nn.Module):
+    """Learned relative-position table: ``embeddings_table (2·L + 1, units)``; :meth:`forward` returns
+    ``E[t, s] = table[clip(s - t, -L, L) + L]``, shape ``(T_q, T_k, units)``."""
+
+    def __init__(self, num_units: int, max_relative_position: int):
+        super().__init__()
+        self.num_units = num_units
+        self.max_relative_position = max_relative_position
+        self.embeddings_table = nn.Parameter(torch.empty(2 * max_relative_position + 1, num_units))
+        nn.init.xavier_uniform_(self.embeddings_table)
+
+    def forward(self, length_q: int, length_k: int) -> torch.Tensor:
+        dev = self.embeddings_table.device
+        dist = torch.arange(length_k, device=dev)[None, :] - torch.arange(length_q, device=dev)[:, None]
+        idx = dist.clamp(-self.max_relative_position, self.max_relative_position) + self.max_relative_position
+        return self.embeddings_table[idx]
+
+
+# ---------------------------------------------------------------------------------------------------- attention
+
+def _xformers_ops():
+    """``xformers.ops``, or a ValueError saying it is not installed."""
+    try:
+        import xformers.ops as xops
+    except Exception as e:  # ImportError, or a broken build
+        raise ValueError(f"attention backend 'xformers' needs the xformers package, which could not be imported "
+                         f"({type(e).__name__}: {e}); use 'sdpa' (the default)") from None
+    return xops
+
+
+def _check_xformers_device(device: torch.device) -> None:
+    if device.type != "cuda":
+        raise ValueError(f"attention backend 'xformers' runs on CUDA only, but the input is on {device}; "
+                         f"use set_attention('sdpa') on this device")
+
+
+def qkv_attention(qkv: torch.Tensor, n_heads: int, rp: Optional[tuple] = None, backend: str = "sdpa") -> torch.Tensor:
+    """The official ``QKVAttention`` (q, k, v split before the heads), through SDPA or xformers.
+
+    Args:
+        qkv: ``(N, 3·H·c, L)``: channels ``[q heads | k heads | v heads]``, each head ``c`` contiguous channels.
+        n_heads: ``H``.
+        rp: ``None`` or ``(k_rp, v_rp)``, each ``(L, L, c)`` from :class:`RelativePosition` (``E[t, s]``): adds
+            ``(σ q_s)·k_rp[s, t]`` to the logit at ``[t, s]`` (``σ = c^(-1/4)``; the official transposed term) and
+            ``Σ_s p[t, s] v_rp[t, s]`` to the output at ``t``.
+        backend: ``"sdpa"`` or ``"xformers"`` (xformers only for the plain term; with ``rp`` SDPA is used, since the
+            value term needs the attention probabilities).
+    Returns:
+        ``(N, H·c, L)``.
+    """
+    n, width, length = qkv.shape
+    ch = width // (3 * n_heads)
+    q, k, v = qkv.chunk(3, dim=1)
+    # (N·H, L, c) token-major views for the kernels
+    q, k, v = (a.reshape(n * n_heads, ch, length).transpose(1, 2) for a in (q, k, v))
+    if rp is None:
+        if backend == "xformers":
+            _check_xformers_device(qkv.device)
+            xops = _xformers_ops()
+            sh = (n, n_heads, length, ch)
+            out = xops.memory_efficient_attention(*(a.reshape(sh).transpose(1, 2) for a in (q, k, v)))
+            out = out.transpose(1, 2).reshape(n * n_heads, length, ch)                       # (B, M, H, K) -> (N·H, L, c)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)                                    # scale c^(-1/2) = σ·σ
+    else:
+        k_rp, v_rp = rp
+        scale = ch ** -0.25
+        # the official relative logit term: einsum('bct,tsc->bst', σq, k_rp) -> bias[b, s, t] = σ q_t · k_rp[t, s],
+        # i.e. the logit at [t, s] gets σ q_s · k_rp[s, t] (transposed against the main 'bts' logits)
+        bias = torch.einsum("btc,tsc->bst", q * scale, k_rp.to(q.dtype))
+        # one-hot value channels return p[t, s] from the same kernel call: Σ_s p[t, s] δ(s, s') = p[t, s']
+        eye = torch.eye(length, dtype=v.dtype, device=v.device).expand(v.shape[0], length, length)
+        both = F.scaled_dot_product_attention(q, k, torch.cat([v, eye], dim=-1), attn_mask=bias, scale=ch ** -0.5)
+        out, p = both[..., :ch], both[..., ch:]
+        out = out + torch.einsum("bts,tsc->btc", p, v_rp.to(p.dtype))
+    return out.transpose(1, 2).reshape(n, n_heads * ch, length)
+
+
+class STAttentionBlock(nn.Module):
+    """Factorised space-time self-attention (official ``STAttentionBlock``): GroupNorm + 1×1 qkv + attention over the
+    ``h·w`` tokens of each frame + zero-initialised projection, residual; then the same over the ``T`` frames of each
+    pixel with relative positions. ``(B, C, T, h, w) -> (B, C, T, h, w)``.
+
+    Keys: ``norm_s, norm_t, qkv_s, qkv_t`` (Conv1d ``(3C, C, 1)``), ``proj_out_s, proj_out_t`` (Conv1d ``(C, C, 1)``),
+    ``relative_position_{k,v}.embeddings_table`` ``(2·temporal_length + 1, C / num_heads)``.
+    """
+
+    def __init__(self, channels: int, num_heads: int, temporal_length: Optional[int], use_relative_position: bool):
+        super().__init__()
+        if channels % num_heads:
+            raise ValueError(f"attention width {channels} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.use_relative_position = use_relative_position
+        self.attention_backend = "sdpa"
+        self.norm_s = _norm(channels)
+        self.norm_t = _norm(channels)
+        self.qkv_s = nn.Conv1d(channels, channels * 3, 1)
+        self.qkv_t = nn.Conv1d(channels, channels * 3, 1)
+        if use_relative_position:
+            self.relative_position_k = RelativePosition(channels // num_heads, temporal_length)
+            self.relative_position_v = RelativePosition(channels // num_heads, temporal_length)
+        self.proj_out_s = _zero(nn.Conv1d(channels, channels, 1))
+        self.proj_out_t = _zero(nn.Conv1d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        backend = self.attention_backend
+        # spatial: (B, C, T, h, w) -> (B·T, C, h·w)
+        out = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h * w)
+        out = self.proj_out_s(qkv_attention(self.qkv_s(self.norm_s(out)), self.num_heads, backend=backend))
+        x = x + out.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+        # temporal: (B, C, T, h, w) -> (B·h·w, C, T)
+        out = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, c, t)
+        rp = None
+        if self.use_relative_position:
+            rp = (self.relative_position_k(t, t), self.relative_position_v(t, t))
+        out = self.proj_out_t(qkv_attention(self.qkv_t(self.norm_t(out)), self.num_heads, rp=rp, backend=backend))
+        return x + out.reshape(b, h, w, c, t).permute(0, 3, 4, 1, 2)
+
+
+class EmbedSequential(nn.Sequential):
+    """``nn.Sequential`` that hands the timestep embedding to its :class:`ResBlock` children."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
+        return x
+
+
+# ---------------------------------------------------------------------------------------------------- the UNet
+
+def _refuse(name: str, value, expected, why: str = "the released LVDM configs never use it and it is not built here"):
+    raise ValueError(f"LVDMUNet: {name}={value!r} is not supported ({why}); expected {expected}")
+
+
+class LVDMUNet(nn.Module):
+    """LVDM's 3-D UNet (official ``UNetModel`` with ``use_temporal_transformer=False``), built from the configs'
+    ``params`` names.
+
+    Layout (ADM): ``input_blocks`` (conv in; per level ``num_res_blocks`` × [ResBlock (+ STAttentionBlock where the
+    downsampling rate ``ds`` is in ``attention_resolutions``)], a Downsample between levels), ``middle_block``
+    (ResBlock, STAttentionBlock, ResBlock), ``output_blocks`` (per level ``num_res_blocks + 1`` × [ResBlock on the
+    skip concat (+ attention)] with an Upsample closing each level but the last), ``out`` (GroupNorm, SiLU, zero conv).
+
+    Args (the official names; the released short / pred / interp configs in brackets):
+        image_size: latent size the model was trained at; recorded, not used [32].
+        in_channels: 4 (short) or 5 = 4 latent + 1 mask (pred / interp).
+        model_channels: base width [256]; the timestep embedding is ``4·model_channels`` wide.
+        out_channels: [4].
+        num_res_blocks: [3].
+        attention_resolutions: downsampling rates with attention [8, 4, 2]: levels 1–3, not level 0.
+        dropout: in every ResBlock [0].
+        channel_mult: per-level width multipliers [1, 2, 3, 4].
+        num_classes: ``None``, or the size of ``label_emb`` (pred / interp: 251 noise levels ``s``).
+        use_checkpoint: gradient checkpointing of the ResBlocks while training (no effect on results) [True].
+        num_heads / num_head_channels: heads per attention block [4 / -1]; with ``num_head_channels`` set, the
+            heads are ``width / num_head_channels`` instead.
+        num_heads_upsample: -1 only (the official code ignores it).
+        use_scale_shift_norm: FiLM conditioning in the ResBlocks [True].
+        legacy: accepted either way; it changes nothing for this attention block [False].
+        kernel_size_t / padding_t: the conv kernel and padding in time [1 / 0: spatial-only convs].
+        use_temporal_transformer: False only (the T2V model's transformer is not built here).
+        temporal_length: relative-position range ``L`` [4; interp 5]: tables of ``2L + 1`` rows.
+        use_relative_position: [True].
+        conv_resample, dims, use_fp16, resblock_updown, transformer_depth, context_dim, nonlinearity_type,
+        ST_transformer_module, ST_transformer_class: accepted at their official defaults only (refused otherwise).
+    """
+
+    def __init__(self, image_size: int, in_channels: int, model_channels: int, out_channels: int,
+                 num_res_blocks: int, attention_resolutions: Sequence[int], dropout: float = 0.0,
+                 channel_mult: Sequence[int] = (1, 2, 4, 8), conv_resample: bool = True, dims: int = 3,
+                 num_classes: Optional[int] = None, use_checkpoint: bool = False, use_fp16: bool = False,
+                 num_heads: int = -1, num_head_channels: int = -1, num_heads_upsample: int = -1,
+                 use_scale_shift_norm: bool = False, resblock_updown: bool = False, transformer_depth: int = 1,
+                 context_dim=None, legacy: bool = True, kernel_size_t: int = 1, padding_t: int = 1,
+                 use_temporal_transformer: bool = False, temporal_length: Optional[int] = None,
+                 use_relative_position: bool = False, nonlinearity_type: str = "silu",
+                 ST_transformer_module: str = "attention_temporal",
+                 ST_transformer_class: str = "SpatialTemporalTransformer"):
+        super().__init__()
+        if use_temporal_transformer:
+            _refuse("use_temporal_transformer", use_temporal_transformer, "False",
+                    "the T2V model's SpatialTemporalTransformer is a different network, not built here")
+        if context_dim is not None:
+            _refuse("context_dim", context_dim, "None", "cross-attention needs use_temporal_transformer")
+        for name, value, default in (("conv_resample", conv_resample, True), ("dims", dims, 3),
+                                     ("use_fp16", use_fp16, False), ("resblock_updown", resblock_updown, False),
+                                     ("transformer_depth", transformer_depth, 1),
+                                     ("num_heads_upsample", num_heads_upsample, -1),
+                                     ("nonlinearity_type", nonlinearity_type, "silu"),
+                                     ("ST_transformer_module", ST_transformer_module, "attention_temporal"),
+                                     ("ST_transformer_class", ST_transformer_class, "SpatialTemporalTransformer")):
+            if value != default:
+                _refuse(name, value, repr(default))
+        if num_heads == -1 and num_head_channels == -1:
+            raise ValueError("LVDMUNet: set num_heads or num_head_channels (both are -1)")
+        if use_relative_position and (not isinstance(temporal_length, int) or temporal_length < 1):
+            raise ValueError(f"LVDMUNet: use_relative_position needs temporal_length >= 1, got {temporal_length!r}")
+        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+            raise ValueError(f"LVDMUNet: num_classes must be None or a positive int, got {num_classes!r}")
+
+        self.image_size = image_size
+        self.in_channels = in_channels
+        self.model_channels = model_channels
+        self.out_channels = out_channels
+        self.num_res_blocks = num_res_blocks
+        self.attention_resolutions = tuple(attention_resolutions)
+        self.channel_mult = tuple(channel_mult)
+        self.num_classes = num_classes
+        self.temporal_length = temporal_length
+        self.use_relative_position = use_relative_position
+        self.time_embed_dim = ted = model_channels * 4
+
+        def res(c_in, c_out=None):
+            return ResBlock(c_in, ted, dropout, out_channels=c_out, use_scale_shift_norm=use_scale_shift_norm,
+                            use_checkpoint=use_checkpoint, kernel_size_t=kernel_size_t, padding_t=padding_t)
+
+        def attn(ch):
+            heads = num_heads if num_head_channels == -1 else ch // num_head_channels
+            return STAttentionBlock(ch, heads, temporal_length, use_relative_position)
+
+        self.time_embed = nn.Sequential(nn.Linear(model_channels, ted), nn.SiLU(), nn.Linear(ted, ted))
+        if num_classes is not None:
+            self.label_emb = nn.Embedding(num_classes, ted)
+
+        self.input_blocks = nn.ModuleList([EmbedSequential(_conv3d(in_channels, model_channels, kernel_size_t,
+                                                                   padding_t))])
+        chans, ch, ds = [model_channels], model_channels, 1
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                layers = [res(ch, mult * model_channels)]
+                ch = mult * model_channels
+                if ds in self.attention_resolutions:
+                    layers.append(attn(ch))
+                self.input_blocks.append(EmbedSequential(*layers))
+                chans.append(ch)
+            if level != len(channel_mult) - 1:
+                self.input_blocks.append(EmbedSequential(Downsample(ch, kernel_size_t, padding_t)))
+                chans.append(ch)
+                ds *= 2
+        self.middle_block = EmbedSequential(res(ch), attn(ch), res(ch))
+        self.output_blocks = nn.ModuleList()
+        for level, mult in list(enumerate(channel_mult))[::-1]:
+            for i in range(num_res_blocks + 1):
+                layers = [res(ch + chans.pop(), model_channels * mult)]
+                ch = model_channels * mult
+                if ds in self.attention_resolutions:
+                    layers.append(attn(ch))
+                if level and i == num_res_blocks:
+                    layers.append(Upsample(ch, kernel_size_t, padding_t))
+                    ds //= 2
+                self.output_blocks.append(EmbedSequential(*layers))
+        self.out = nn.Sequential(_norm(ch), nn.SiLU(),
+                                 _zero(_conv3d(model_channels, out_channels, kernel_size_t, padding_t)))
+        self._backend = "sdpa"
+
+    # ---------------------------------------------------------------- construction helpers
+
+    @classmethod
+    def from_config(cls, config: dict) -> "LVDMUNet":
+        """Build from a shipped config (``models/configs/lvdm/unet_*.json``); keys starting with ``_`` are
+        metadata and are dropped."""
+        return cls(**{k: v for k, v in config.items() if not k.startswith("_")})
+
+    # ---------------------------------------------------------------- attention backend
+
+    @property
+    def attention_backend(self) -> str:
+        return self._backend
+
+    def set_attention(self, backend: str) -> "LVDMUNet":
+        """Choose the attention kernel: ``"sdpa"`` (default; ``F.scaled_dot_product_attention``) or ``"xformers"``
+        (``xformers.ops.memory_efficient_attention`` for the spatial attention; the temporal attention with relative
+        positions stays on SDPA, which returns the probabilities its value term needs). xformers must be importable
+        (checked here) and the input on CUDA (checked at the call). Returns ``self``."""
+        if backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"LVDMUNet.set_attention: backend {backend!r} is not one of {ATTENTION_BACKENDS}")
+        if backend == "xformers":
+            _xformers_ops()
+        self._backend = backend
+        for m in self.modules():
+            if isinstance(m, STAttentionBlock):
+                m.attention_backend = backend
+        return self
+
+    # ---------------------------------------------------------------- forward
+
+    def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.dim() != 5:
+            raise ValueError(f"LVDMUNet: x must be a 5-D tensor (B, C, T, h, w), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        b, c, t, h, w = x.shape
+        if c != self.in_channels:
+            extra = " (4 latent channels + 1 mask channel)" if self.in_channels == 5 else ""
+            raise ValueError(f"LVDMUNet: x has {c} channels, expected in_channels = {self.in_channels}{extra}")
+        f = 2 ** (len(self.channel_mult) - 1)
+        if h % f or w % f:
+            raise ValueError(f"LVDMUNet: latent size {h}×{w} must be divisible by {f} "
+                             f"({len(self.channel_mult) - 1} spatial downsamplings)")
+        timesteps = torch.as_tensor(timesteps, device=x.device)
+        if timesteps.dim() == 0:
+            timesteps = timesteps.expand(b)
+        if timesteps.shape != (b,):
+            raise ValueError(f"LVDMUNet: timesteps must have shape ({b},) (one per sample), got "
+                             f"{tuple(timesteps.shape)}")
+        if y is not None:
+            if self.num_classes is None:
+                raise ValueError("LVDMUNet: y (the class label / noise level s) was given, but this model has no "
+                                 "label_emb (num_classes=None); expected y=None")
+            if not isinstance(y, torch.Tensor) or y.shape != (b,) or y.dtype.is_floating_point or y.is_complex():
+                raise ValueError(f"LVDMUNet: y must be an integer tensor of shape ({b},), got "
+                                 f"{(y.dtype, tuple(y.shape)) if isinstance(y, torch.Tensor) else type(y).__name__}")
+            if len(y) and not y.is_meta and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
+                raise ValueError(f"LVDMUNet: y values must lie in [0, {self.num_classes - 1}], got "
+                                 f"min {int(y.min())}, max {int(y.max())}")
+        return timesteps
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """ε prediction.
+
+        Args:
+            x: ``(B, in_channels, T, h, w)``; for pred / interp the noisy latent with the conditioning latents pasted
+                into their slots, then the mask channel (1 = given slot), constant over space.
+            timesteps: ``(B,)`` diffusion timesteps (a 0-d tensor is broadcast).
+            y: ``None`` or ``(B,)`` int labels in ``[0, num_classes)``: the conditioning noise level ``s``; adds
+                ``label_emb(y)`` to the timestep embedding (same for every frame).
+        Returns:
+            ``(B, out_channels, T, h, w)`` in ``x.dtype``.
+        """
+        timesteps = self._check_inputs(x, timesteps, y)
+        dtype = self.time_embed[0].weight.dtype
+        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(dtype))
+        if y is not None:
+            emb = emb + self.label_emb(y.to(x.device).long())
+        h = x.to(dtype)
+        hs = []
+        for module in self.input_blocks:
+            h = module(h, emb)
+            hs.append(h)
+        h = self.middle_block(h, emb)
+        for module in self.output_blocks:
+            h = module(torch.cat([h, hs.pop()], dim=1), emb)
+        return self.out(h).to(x.dtype)
+
+
+class LVDMFrameInterpPredUNet(LVDMUNet):
+    """The pred / interp network (official ``FrameInterpPredUNet`` as the released configs build it): the same UNet
+    with ``in_channels = 5`` and ``num_classes = 251``. ``cond_aug_mode`` is accepted as ``None`` or
+    ``'learned_embed'`` (both a no-op in the official code); ``'time_embed'`` (a per-frame mixed t/s embedding that no
+    released config enables) is refused. :meth:`forward` is :meth:`LVDMUNet.forward` with ``y`` = ``s``.
+    """
+
+    def __init__(self, image_size: int, in_channels: int, *args, cond_aug_mode: Optional[str] = None, **kwargs):
+        if cond_aug_mode not in (None, "learned_embed"):
+            _refuse("cond_aug_mode", cond_aug_mode, "None or 'learned_embed'",
+                    "the per-frame 'time_embed' mode is unused by the released configs and not built here"
+                    if cond_aug_mode == "time_embed" else "unknown mode")
+        super().__init__(image_size, in_channels, *args, **kwargs)
+        self.cond_aug_mode = cond_aug_mode
+
+
+def build_unet(config: dict) -> LVDMUNet:
+    """Build the class a shipped config names (``_class_name``: ``LVDMUNet`` or ``LVDMFrameInterpPredUNet``)."""
+    classes = {"LVDMUNet": LVDMUNet, "LVDMFrameInterpPredUNet": LVDMFrameInterpPredUNet}
+    name = config.get("_class_name", "LVDMUNet")
+    if name not in classes:
+        raise ValueError(f"build_unet: _class_name {name!r} is not one of {sorted(classes)}")
+    return classes[name].from_config(config)

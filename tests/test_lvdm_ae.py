@@ -256,10 +256,12 @@ def test_only_window_sized_pieces_are_decoded(small64, mode, monkeypatch):
     assert calls[-1] == (n_windows * passes, n_windows * passes) and len(calls) == n_windows * passes
 
 
-def test_out_device_and_dtype(small64):
-    z = latents(20, dtype=torch.float64)
+def test_windows_take_the_models_dtype(small64):
+    z = latents(20)                                                   # float32 latents, float64 model
     out = decode_overlapped(small64, z, 12, 8, "plain", out_device="cpu")
+    # (4, 2, 2) factors: ×2 in space
     assert out.device.type == "cpu" and out.dtype == torch.float64 and out.shape == (1, 3, 80, 2, 2)
+    assert decode_overlapped(small64, z[:, :, :10], 12, 8, "plain").dtype == torch.float64
 
 
 # ---------------------------------------------------------------- errors

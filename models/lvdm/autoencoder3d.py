@@ -344,7 +344,13 @@ def plan_windows(frames: int, window: int, overlap: int) -> List[Tuple[int, int,
     """Windows over ``frames`` latents: ``[(start, end, keep_start, keep_end)]``. Windows start every
     ``window − overlap`` latents and each seam sits in the middle of an overlap, so every window drops
     ``overlap/2`` latents at each inner seam (as the official ``overlapped_decode``); the last window is moved back
-    to end at the last latent (full length) instead of being cut short. The kept ranges tile ``[0, frames)``."""
+    to end at the last latent (full length) instead of being cut short. The kept ranges tile ``[0, frames)``.
+
+    The official ``LatentDiffusion.overlapped_decode`` (ddpm3d.py), by comparison: as released it calls
+    ``self.decode(z_, predict_cids, force_not_quantize)`` while ``decode`` takes ``z`` only (a TypeError); with that
+    call fixed its loop (``while start <= T``) keeps adding windows past the end, short ones that decode only
+    ``overlap`` latents or fewer, and an empty one (a crash) whenever ``T − window`` is a multiple of the step;
+    odd overlaps drop one more latent on the right of a seam than on the left (here overlaps are even)."""
     _check_window(window, overlap)
     if frames <= window:
         return [(0, frames, 0, frames)]
@@ -414,8 +420,10 @@ def decode_overlapped(ae: VideoAutoencoderKL, z: torch.Tensor, window: int, over
                       callback: Optional[Callable[[int, int], None]] = None) -> torch.Tensor:
     """Decode raw latents ``z`` ``(B, 4, T, h, w)`` → ``(B, 3, 4T, 8h, 8w)`` window by window, ``window`` latents
     at a time, consecutive windows overlapping by ``overlap`` latents (even; ``overlap/2`` dropped on each side of a
-    seam, see :func:`plan_windows`). The output is allocated once on ``out_device`` (default: ``z``'s device) and
-    only one window's activations are alive at a time. ``T ≤ window`` is one plain :meth:`~VideoAutoencoderKL.decode`.
+    seam, see :func:`plan_windows`). ``z`` may stay on another device (the CPU): each window is moved to the
+    model's device and dtype. The output is allocated once on ``out_device`` (default: ``z``'s device) in the
+    model's dtype, and only one window's activations are alive at a time. ``T ≤ window`` is one plain
+    :meth:`~VideoAutoencoderKL.decode`.
 
     ``mode``:
 
@@ -426,8 +434,9 @@ def decode_overlapped(ae: VideoAutoencoderKL, z: torch.Tensor, window: int, over
       GroupNorms (12 in the released one) get the whole clip's statistics first: pass k runs every window up to norm
       k (norms before k already using their whole-clip statistics) and gathers norm k's statistics over the frames
       the window keeps; a last pass decodes with all statistics fixed. Needs ``overlap/2`` ≥ the decoder's reach
-      (:func:`decoder_temporal_margins`: 6 latents for the released decoder, so overlap ≥ 12). Costs about
-      G/2 + 1 plain decodes' worth of compute (measured: bench/lvdm_decode.py).
+      (:func:`decoder_temporal_margins`: 6 latents for the released decoder, so overlap ≥ 12; a smaller one is
+      refused when T > window). Costs about 6× the plain mode with the same windows, as the G statistics passes
+      stop at their norm (bench/lvdm_decode.py).
 
     ``callback(done, total)`` is called after each window pass.
     """
@@ -441,10 +450,11 @@ def decode_overlapped(ae: VideoAutoencoderKL, z: torch.Tensor, window: int, over
             raise ValueError(f"overlapped decode (exact): overlap must be at least {2 * need} latents (twice the "
                              f"decoder's temporal reach of {need} latents), got {overlap}")
     factor = ae.temporal_factor
-    device = next(ae.parameters()).device
+    weight = next(ae.parameters())
+    device, dtype = weight.device, weight.dtype
     out_device = z.device if out_device is None else torch.device(out_device)
     if len(plan) == 1:
-        return ae.decode(z.to(device)).to(out_device)
+        return ae.decode(z.to(device, dtype)).to(out_device)
 
     norms = ae.decoder.norm_layers() if mode == "exact" else []
     stats: Dict[nn.GroupNorm, Tuple[torch.Tensor, torch.Tensor]] = {}
@@ -466,7 +476,7 @@ def decode_overlapped(ae: VideoAutoencoderKL, z: torch.Tensor, window: int, over
         moments = _Moments()
         for a, b, ka, kb in plan:
             try:
-                ae._decode(z[:, :, a:b].to(device), window_norm(layer, moments, a, b, ka, kb))
+                ae._decode(z[:, :, a:b].to(device, dtype), window_norm(layer, moments, a, b, ka, kb))
             except _Stop:
                 pass
             done += 1
@@ -476,7 +486,7 @@ def decode_overlapped(ae: VideoAutoencoderKL, z: torch.Tensor, window: int, over
 
     out = None
     for a, b, ka, kb in plan:
-        x = ae._decode(z[:, :, a:b].to(device), window_norm(None, None, a, b, ka, kb) if norms else None)
+        x = ae._decode(z[:, :, a:b].to(device, dtype), window_norm(None, None, a, b, ka, kb) if norms else None)
         if out is None:
             out = torch.empty(x.shape[:2] + (factor * z.shape[2],) + x.shape[3:], dtype=x.dtype, device=out_device)
         out[:, :, factor * ka:factor * kb] = x[:, :, factor * (ka - a):factor * (kb - a)].to(out_device)

@@ -435,7 +435,7 @@ def decode_overlapped(ae: VideoAutoencoderKL, z: torch.Tensor, window: int, over
       k (norms before k already using their whole-clip statistics) and gathers norm k's statistics over the frames
       the window keeps; a last pass decodes with all statistics fixed. Needs ``overlap/2`` ≥ the decoder's reach
       (:func:`decoder_temporal_margins`: 6 latents for the released decoder, so overlap ≥ 12; a smaller one is
-      refused when T > window). Costs about 6× the plain mode with the same windows, as the G statistics passes
+      refused when T > window). Costs about 6–8× the plain mode with the same windows, as the G statistics passes
       stop at their norm (bench/lvdm_decode.py).
 
     ``callback(done, total)`` is called after each window pass.

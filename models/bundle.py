@@ -23,13 +23,27 @@ from .vae import VideoVAE
 
 @dataclass(frozen=True)
 class LatentFormat:
+    """A latent space: ``kind`` ``"sd"`` (SD's 2-D KL-f8 VAE applied per frame) or ``"lvdm-3d"`` (LVDM's 3-D video
+    AE, ``temporal_factor`` frames per latent), normalised as ``z = scaling_factor·(z_raw + shift)``."""
     channels: int
     scaling_factor: float
     spatial_factor: int = 8
+    kind: str = "sd"
+    temporal_factor: int = 1
+    shift: float = 0.0
 
     def same_space(self, other: "LatentFormat") -> bool:
-        return (self.channels, self.spatial_factor) == (other.channels, other.spatial_factor) and \
-            abs(self.scaling_factor - other.scaling_factor) < 1e-9
+        return (self.channels, self.spatial_factor, self.kind, self.temporal_factor) == \
+            (other.channels, other.spatial_factor, other.kind, other.temporal_factor) and \
+            abs(self.scaling_factor - other.scaling_factor) < 1e-9 and abs(self.shift - other.shift) < 1e-9
+
+    @property
+    def tag(self) -> str:
+        """What a LATENT in this space is, for the ``cvk_space`` entry the pack's nodes write beside ``samples``."""
+        if self.kind == "sd":
+            return f"SD VAE latent (scale {self.scaling_factor:g})"
+        return (f"{self.kind} latent (x{self.temporal_factor} time, scale {self.scaling_factor:g}, "
+                f"shift {self.shift:g})")
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,7 @@ class VideoModel:
     :meth:`with_unet`, sharing the weights; it never changes the bundle it was given."""
 
     TYPE = "CVK_VIDEO_MODEL"
+    text_conditioned = True   # False: an unconditional model (LVDM's 3-D-AE family), ``text`` is None
     camera = None   # a cameractrl.CameraControl when CameraCtrl conditions the UNet (see with_camera)
     sync = None     # a cvd.SyncControl when CVD's synchronisation modules follow the motion modules (with_sync)
 
@@ -72,7 +87,9 @@ class VideoModel:
         self.native_width, self.native_height, self.native_frames = native_size
         self.max_frames = max_frames
         self.untrained = untrained
-        self.latent_format = LatentFormat(vae.latent_channels, vae.scaling_factor, vae.spatial_factor)
+        self.latent_format = LatentFormat(vae.latent_channels, vae.scaling_factor, vae.spatial_factor,
+                                          getattr(vae, "latent_kind", "sd"), getattr(vae, "temporal_factor", 1),
+                                          getattr(vae, "shift", 0.0))
 
     def __repr__(self) -> str:
         tag = " (untrained demo)" if self.untrained else ""
@@ -157,10 +174,13 @@ class VideoModel:
             yield self.unet_part.device
 
     # -- grids and prompts
-    def sigmas(self, steps: int, spacing: Optional[str] = None, final: Optional[str] = None) -> torch.Tensor:
-        """The model's default σ grid ``(steps+1,)`` (its scheduler's spacing, offset and final level)."""
+    def sigmas(self, steps: int, spacing: Optional[str] = None, final: Optional[str] = None,
+               offset: Optional[int] = None) -> torch.Tensor:
+        """The model's default σ grid ``(steps+1,)`` (its scheduler's spacing, offset and final level; each may be
+        overridden)."""
         s = self.schedule
-        ts = spaced_timesteps(spacing or s.spacing, steps, self.num_train_timesteps, s.steps_offset)
+        ts = spaced_timesteps(spacing or s.spacing, steps, self.num_train_timesteps,
+                              s.steps_offset if offset is None else offset)
         return sigma_grid(self.alphas_cumprod, ts, final or s.final)
 
     def encode_prompt_pair(self, prompt: str, negative_prompt: str) -> tuple[dict, dict]:

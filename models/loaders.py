@@ -133,6 +133,9 @@ def _strip_text_model(key: str) -> str:
 def detect_sd_file(shapes: dict[str, tuple], name: str, text_dim: int = 768) -> None:
     """Refuse files that are not SD1.x single-file checkpoints (key → shape), saying what they look like."""
     keys = list(shapes)
+    if any(k.startswith("first_stage_model.encoder.conv_blocks.") or ".qkv_t." in k for k in keys):
+        raise CheckpointError(f"'{name}' is an LVDM model of the 3-D video AE family (short, pred or interp): load it "
+                              f"with Load LVDM Model (CVK)")
     if any(k.startswith("conditioner.") for k in keys):
         raise CheckpointError(f"'{name}' looks like an SDXL checkpoint; AnimateDiff v2/v3 need an SD1.5 base")
     if not any(k.startswith(convert.UNET_PREFIX) for k in keys):

@@ -107,3 +107,40 @@ def tiny_model(name: str) -> VideoModel:
                           vp_alphas_cumprod("scaled_linear", 0.00085, 0.012), "epsilon",
                           ScheduleDefaults("leading", 1, "sigma_min"), TINY_NATIVE, untrained=True)
     raise ValueError(f"unknown tiny model {name!r}; expected one of {TINY_MODELS}")
+
+
+# ---------------------------------------------------------------- LVDM (3-D video AE family)
+
+TINY_LVDM = "tiny-lvdm"
+TINY_LVDM_NATIVE = (64, 64, 16)
+# the official configs' classes with smaller numbers (GroupNorm(32) everywhere: widths are multiples of 32)
+TINY_LVDM_UNET = dict(image_size=8, in_channels=4, out_channels=4, model_channels=32, attention_resolutions=[2],
+                      num_res_blocks=1, channel_mult=[1, 2], num_heads=2, use_temporal_transformer=False,
+                      use_checkpoint=False, legacy=False, kernel_size_t=1, padding_t=0, temporal_length=4,
+                      use_relative_position=True, use_scale_shift_norm=True)
+TINY_VIDEOAE = dict(embed_dim=4, ddconfig=dict(
+    double_z=True, z_channels=4,
+    encoder=dict(n_hiddens=16, downsample=[4, 8, 8], image_channel=3, norm_type="group", padding_type="replicate",
+                 double_z=True, z_channels=4),
+    decoder=dict(n_hiddens=16, upsample=[4, 8, 8], z_channels=4, image_channel=3, norm_type="group")))
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_lvdm_networks() -> tuple[torch.nn.Module, torch.nn.Module]:
+    from .lvdm.autoencoder3d import VideoAutoencoderKL
+    from .lvdm.unet3d import LVDMUNet
+    unet = _seeded(2101, lambda: LVDMUNet(**TINY_LVDM_UNET))
+    ae = _seeded(1101, lambda: VideoAutoencoderKL(TINY_VIDEOAE["ddconfig"], TINY_VIDEOAE["embed_dim"]))
+    return unet, ae
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_lvdm(preset: str = "sky", scale: float | None = None, shift: float | None = None):
+    """The untrained tiny LVDM short model with its tiny 3-D AE (one set of weights, shared by every preset),
+    the latent normalised as ``preset`` says (``custom``: ``scale``, ``shift``); native 64×64, 16 frames."""
+    from .lvdm.model import LVDMModel, ldm_alphas_cumprod, resolve_normalisation
+    from .vae import VideoAE3D
+    norm = resolve_normalisation(preset, scale, shift)
+    unet, ae = _tiny_lvdm_networks()
+    return LVDMModel(TINY_LVDM, "lvdm-short", unet, VideoAE3D(ae, norm.scale, norm.shift),
+                     ldm_alphas_cumprod(), TINY_LVDM_NATIVE, untrained=True)

@@ -12,8 +12,8 @@ from ..models.cameractrl import DOWNSCALE, TINY_NAME, load_cameractrl, patch_une
 from ..models.checkpoint import MODEL_EXTS, CheckpointError
 from ..samplers.sampling import SAMPLERS, eta_for, sample
 from .camera import CAMERA, check_camera
-from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_file_name, check_model, prompt_inputs,
-                     seed_input, sigmas_or_error, step_callback)
+from .common import (CATEGORY_ROOT, CVKInputError, VIDEO_MODEL, check_file_name, check_model, latent_out,
+                     prompt_inputs, seed_input, sigmas_or_error, step_callback)
 
 CATEGORY = f"{CATEGORY_ROOT}/CameraCtrl"
 FOLDER = "cameractrl"
@@ -134,7 +134,7 @@ class CVK_CameraCtrlSampler:
             cond, uncond = dict(cond, camera=features), dict(uncond, camera=features)
             z = sample(model.denoiser(), shape, sigmas, cond, uncond, cfg, "cfg", eta_for(sampler, 0.0), seed, device,
                        step_callback(steps, node))
-        return ({"samples": z.to(host.intermediate_device())},)
+        return (latent_out(z.to(host.intermediate_device()), model),)
 
 
 NODE_CLASS_MAPPINGS = {"CVK_CameraCtrlLoader": CVK_CameraCtrlLoader, "CVK_CameraCtrlSampler": CVK_CameraCtrlSampler}

@@ -47,22 +47,49 @@ def _describe(value) -> str:
     return f"a {type(value).__name__} object"
 
 
-def check_model(node: str, model, name: str = "model") -> VideoModel:
+TEXT, UNCONDITIONAL, ANY = "text", "unconditional", "any"
+
+
+def check_model(node: str, model, name: str = "model", kind: str = TEXT) -> VideoModel:
+    """A ``CVK_VIDEO_MODEL`` of the ``kind`` the node works with: ``text`` (a text-conditioned model in SD's
+    latent space: AnimateDiff, ModelScope, …), ``unconditional`` (LVDM's 3-D-AE family) or ``any``."""
     if not isinstance(model, VideoModel):
-        raise CVKInputError(node, name, model, "a CVK_VIDEO_MODEL (from 'Load Video Model (CVK)')")
+        raise CVKInputError(node, name, model, "a CVK_VIDEO_MODEL (from 'Load Video Model (CVK)' or 'Load LVDM "
+                                               "Model (CVK)')")
+    if kind == TEXT and not model.text_conditioned:
+        raise CVKInputError(node, name, model, "a text-conditioned model in SD's latent space (from 'Load Video Model "
+                                               "(CVK)'); LVDM's unconditional models, in their 3-D video AE's latent "
+                                               "space, make videos with 'Unconditional Video (CVK)'")
+    if kind == UNCONDITIONAL and model.text_conditioned:
+        raise CVKInputError(node, name, model, "an unconditional LVDM model (from 'Load LVDM Model (CVK)'); a "
+                                               "text-to-video model makes videos with 'Text to Video (CVK)'")
     return model
 
 
+SPACE_KEY = "cvk_space"   # written beside "samples" by the pack's nodes: which latent space the samples are in
+
+
+def latent_out(z: torch.Tensor, model: VideoModel) -> dict:
+    """A LATENT for ``z`` in ``model``'s latent space, tagged with that space so a node of another space refuses it."""
+    return {"samples": z, SPACE_KEY: model.latent_format.tag}
+
+
 def check_latent(node: str, latent, model: VideoModel | None = None, name: str = "latent") -> torch.Tensor:
-    """The 5-D ``(B, C, F, h, w)`` samples of a LATENT, checked against the model's latent format."""
+    """The 5-D ``(B, C, F, h, w)`` samples of a LATENT, checked against the model's latent format (its channels,
+    and its space when the LATENT carries the pack's tag)."""
     if not isinstance(latent, dict) or not torch.is_tensor(latent.get("samples")):
         raise CVKInputError(node, name, latent, "a LATENT dict with a 'samples' tensor")
     x = latent["samples"]
     if x.ndim != 5:
         raise CVKInputError(node, name, x, "a 5-D video latent [batch, channels, frames, height/8, width/8] "
                                            "(a 4-D image latent is one frame per batch entry, not a video)")
-    if model is not None and x.shape[1] != model.latent_format.channels:
-        raise CVKInputError(node, name, x, f"{model.latent_format.channels} latent channels for {model.name}")
+    if model is not None:
+        space = latent.get(SPACE_KEY)
+        if isinstance(space, str) and space != model.latent_format.tag:
+            raise CVKInputError(node, name, f"a {space}", f"a latent of {model.name}'s space ({model.latent_format.tag})"
+                                                          f"; decode it with the model that made it")
+        if x.shape[1] != model.latent_format.channels:
+            raise CVKInputError(node, name, x, f"{model.latent_format.channels} latent channels for {model.name}")
     return x
 
 

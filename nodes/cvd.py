@@ -17,8 +17,8 @@ from ..samplers.sampling import initial_latent
 from ..samplers.vp import to_vp
 from .camera import CAMERA, check_camera
 from .cameractrl import DOWNSCALE
-from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_file_name, check_model, prompt_lines,
-                     seed_input, sigmas_or_error)
+from .common import (CATEGORY_ROOT, CVKInputError, VIDEO_MODEL, check_file_name, check_model, latent_out,
+                     prompt_lines, seed_input, sigmas_or_error)
 
 CATEGORY = f"{CATEGORY_ROOT}/CVD"
 FOLDER = "cvd"
@@ -173,7 +173,7 @@ class CVK_EpipolarSyncSampler:
             x = initial_latent(shape, sigmas, seed, device)
             x = sample_sync(model_for, x, sigmas, M, A, views_per_batch, seed, lambda *a: bar.update(1))
         bar.close()
-        return ({"samples": to_vp(x, float(sigmas[-1])).to(host.intermediate_device())},)
+        return (latent_out(to_vp(x, float(sigmas[-1])).to(host.intermediate_device()), model),)
 
 
 class CVK_ViewGrid:

@@ -7,9 +7,9 @@ from .. import host
 from ..samplers import i4vgen
 from ..samplers.sampling import SAMPLERS, eta_for
 from ..models.scorers import ExternalScores, PickIndex, ScoreError, Scorer, best_index, format_scores
-from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_images, check_latent, check_model,
-                     check_size,
-                     prompt_inputs, seed_input, sigmas_or_error, step_callback, video_size_inputs)
+from .common import (CATEGORY_ROOT, CVKInputError, VIDEO_MODEL, check_frames, check_images, check_latent, check_model,
+                     check_size, latent_out, prompt_inputs, seed_input, sigmas_or_error, step_callback,
+                     video_size_inputs)
 
 CATEGORY = f"{CATEGORY_ROOT}/I4VGen"
 SCORER = Scorer.TYPE
@@ -66,7 +66,7 @@ class CVK_AnchorCandidates:
             z = i4vgen.anchor_candidates(model.denoiser(), shape, sigmas, cond, uncond, cfg, seed, device,
                                          step_callback(steps, node))
         z = z.to(host.intermediate_device())
-        return (model.vae.decode(z), {"samples": z})
+        return (model.vae.decode(z), latent_out(z, model))
 
 
 class CVK_AnchorSelector:
@@ -115,7 +115,7 @@ class CVK_AnchorSelector:
             best = best_index(scores)
         except ScoreError as e:
             raise CVKInputError(node, field, value, problem=str(e)) from None
-        return (images[best:best + 1], {"samples": z[best:best + 1]}, format_scores(scores))
+        return (images[best:best + 1], dict(latent, samples=z[best:best + 1]), format_scores(scores))
 
 
 class CVK_NIVSDSAnimator:
@@ -171,7 +171,7 @@ class CVK_NIVSDSAnimator:
         with model.loaded((1, anchor.shape[1], frames, *anchor.shape[-2:])) as device:
             z = i4vgen.animate(model.denoiser(), anchor.to(device), frames, sigmas, cond, uncond, cfg, p_ni_vsds,
                                SCHEDULE_CHOICES[step_sizes], seed, step_callback(iters, node))
-        return ({"samples": z.to(host.intermediate_device())},)
+        return (latent_out(z.to(host.intermediate_device()), model),)
 
 
 class CVK_Regenerate:
@@ -214,7 +214,7 @@ class CVK_Regenerate:
         with model.loaded(z.shape) as device:
             out = i4vgen.regenerate(model.denoiser(), z.to(device), sigmas, cond, uncond, cfg, p_re, eta_for(sampler, 0.0),
                                     seed, step_callback(steps - start, node))
-        return ({"samples": out.to(host.intermediate_device())},)
+        return (latent_out(out.to(host.intermediate_device()), model),)
 
 
 NODE_CLASS_MAPPINGS = {c.__name__: c for c in (CVK_AnchorCandidates, CVK_AnchorSelector, CVK_NIVSDSAnimator, CVK_Regenerate)}

@@ -8,13 +8,14 @@ from ..models.loaders import (ATTENTIONS, MOTION_FOLDER, PRECISIONS, LoadOptionE
 from ..models.tiny import TINY_MODELS, tiny_model
 from ..samplers.guidance import GUIDANCE_MODES
 from ..samplers.sampling import SAMPLERS, eta_for, sample
-from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_file_name, check_frames, check_images,
-                     check_latent, check_model, check_size,
-                     prompt_inputs, seed_input, sigmas_or_error, step_callback, video_size_inputs)
+from .common import (ANY, CATEGORY_ROOT, CVKInputError, VIDEO_MODEL, check_file_name, check_frames, check_images,
+                     check_latent, check_model, check_size, latent_out, prompt_inputs, seed_input, sigmas_or_error,
+                     step_callback, video_size_inputs)
 
 UNTRAINED = " (untrained demo)"
 CATEGORY = f"{CATEGORY_ROOT}/video"
 NONE = "none"
+SEAMS = ("exact", "plain")
 CHECKPOINTS, DIFFUSERS = "checkpoints/", "diffusers/"
 
 host.register_model_folder(MOTION_FOLDER, MODEL_EXTS)
@@ -162,11 +163,12 @@ class CVK_TextToVideo:
         with model.loaded(shape) as device:
             z = sample(model.denoiser(), shape, sigmas, cond, uncond, guidance_scale, guidance,
                        eta_for(sampler, eta), seed, device, step_callback(steps, node))
-        return ({"samples": z.to(host.intermediate_device())},)
+        return (latent_out(z.to(host.intermediate_device()), model),)
 
 
 class CVK_DecodeVideo:
-    DESCRIPTION = "Decodes a video latent to IMAGE frames with the model's VAE, a few frames at a time."
+    DESCRIPTION = ("Decodes a video latent to IMAGE frames with the model's VAE: SD's VAE a few frames at a time; "
+                   "LVDM's 3-D video AE in overlapping windows of latents (window, overlap, seams).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)
@@ -180,12 +182,37 @@ class CVK_DecodeVideo:
             "model": (VIDEO_MODEL, {"tooltip": "The model whose VAE decodes the latent."}),
             "latent": ("LATENT", {"tooltip": "A 5-D video latent [batch, channels, frames, h, w]."}),
             "frames_per_batch": frames_per_batch_input("decoded"),
+        }, "optional": {   # LVDM's 3-D video AE only (SD's VAE decodes frame by frame)
+            "window": ("INT", {"default": 32, "min": 0, "max": 4096, "tooltip": (
+                "3-D video AE (LVDM) only: latents decoded at once (4 frames each; 0 = all at once). Memory stays "
+                "bounded by the window however long the video; lower it if decoding runs out of memory.")}),
+            "overlap": ("INT", {"default": 12, "min": 0, "max": 4096, "step": 2, "tooltip": (
+                "3-D video AE (LVDM) only: latents that neighbouring windows share (even; half is dropped on each "
+                "side of a seam). Seams 'exact' need at least 12 (twice the released decoder's temporal reach).")}),
+            "seams": (list(SEAMS), {"default": "exact", "tooltip": (
+                "3-D video AE (LVDM) only. exact: the result equals the all-at-once decode (the decoder's "
+                "GroupNorms get the whole video's statistics in extra passes; about 6× the compute of plain). "
+                "plain: each window on its own, as the official overlapped decode (faster; the windows' colours "
+                "can differ slightly).")}),
         }}
 
-    def decode(self, model, latent, frames_per_batch):
-        model = check_model(self.NODE, model)
-        x = check_latent(self.NODE, latent, model)
-        return (model.vae.decode(x, frames_per_batch),)
+    def decode(self, model, latent, frames_per_batch, window=32, overlap=12, seams="exact"):
+        node = self.NODE
+        model = check_model(node, model, kind=ANY)
+        x = check_latent(node, latent, model)
+        if model.latent_format.temporal_factor == 1:
+            return (model.vae.decode(x, frames_per_batch),)
+        if 0 < window < x.shape[2]:       # windows at all
+            if overlap % 2:
+                raise CVKInputError(node, "overlap", overlap, "an even number of latents (half of it is dropped on "
+                                                              "each side of a seam)")
+            if overlap >= window:
+                raise CVKInputError(node, "overlap", overlap, f"fewer latents than the window ({window})")
+            need = model.vae.min_exact_overlap()
+            if seams == "exact" and overlap < need:
+                raise CVKInputError(node, "overlap", overlap, f"at least {need} latents with seams 'exact' (twice the "
+                                                              f"decoder's temporal reach), or seams 'plain'")
+        return (model.vae.decode(x, window, overlap, seams),)
 
 
 class CVK_EncodeVideo:
@@ -207,9 +234,16 @@ class CVK_EncodeVideo:
         }}
 
     def encode(self, model, images, frames_per_batch):
-        model = check_model(self.NODE, model)
+        model = check_model(self.NODE, model, kind=ANY)
         check_images(self.NODE, images, model)
-        return ({"samples": model.vae.encode(images, frames_per_batch)},)
+        tf = model.latent_format.temporal_factor
+        if tf > 1:
+            for name, v in (("images", images.shape[0]), ("frames_per_batch", frames_per_batch)):
+                if v % tf:
+                    raise CVKInputError(self.NODE, name, f"{v} frames" if name == "images" else v,
+                                        f"a multiple of {tf} frames for {model.name}'s 3-D video AE (it encodes {tf} "
+                                        f"frames into one latent; clips of 16 frames, as it was trained)")
+        return (latent_out(model.vae.encode(images, frames_per_batch), model),)
 
 
 NODE_CLASS_MAPPINGS = {

@@ -7,7 +7,7 @@ from ..samplers.guidance import GUIDANCE_MODES
 from ..samplers.schedules import sigma_grid
 from ..samplers.videoguide import (MATCH_BY, GuideGridError, VideoGuideSettings, default_timesteps, guide_denoiser,
                                    videoguide)
-from .common import (CATEGORY_ROOT, VIDEO_MODEL, CVKInputError, check_frames, check_model, check_size,
+from .common import (CATEGORY_ROOT, CVKInputError, VIDEO_MODEL, check_frames, check_model, check_size, latent_out,
                      prompt_inputs, seed_input, sigmas_or_error, step_callback, video_size_inputs)
 from .video import CVK_VideoModelLoader, load_video_model
 
@@ -124,7 +124,7 @@ class CVK_VideoGuideSampler:
                                step_callback(steps, node))
             except GuideGridError as e:   # a guided step too close to t = 0 for the guide's sub-grid
                 raise CVKInputError(node, "guided_steps", guided_steps, problem=str(e)) from None
-        return ({"samples": z.to(host.intermediate_device())},)
+        return (latent_out(z.to(host.intermediate_device()), model),)
 
 
 NODE_CLASS_MAPPINGS = {"CVK_GuideModelLoader": CVK_GuideModelLoader, "CVK_VideoGuideSampler": CVK_VideoGuideSampler}

@@ -21,8 +21,9 @@ SD_FOLDER, MM, BROKEN_MM = "diffusers/tiny_sd15", "tiny_mm_v2.ckpt", "broken_mm.
 TEXT_CKPT, MM_AS_BASE = "checkpoints/notes.ckpt", "checkpoints/motion_module_as_base.ckpt"
 BAD_SCORER, GOOD_POSES, BAD_POSES = "not_a_model.safetensors", "cvk_poses.txt", "cvk_bad_poses.txt"
 BAD_CAMERACTRL, BAD_SYNC = "not_a_cameractrl.ckpt", "not_a_sync_module.ckpt"
+TINY_LVDM, BAD_LVDM = "tiny-lvdm (untrained demo)", "not_an_lvdm.ckpt"
 TINY_CAMERACTRL, TINY_SYNC = "tiny CameraCtrl (untrained demo)", "tiny CVD sync module (untrained demo)"
-MODEL_FOLDERS = ("checkpoints", "diffusers", "animatediff_models", "scorers", "cameractrl", "cvd")
+MODEL_FOLDERS = ("checkpoints", "diffusers", "animatediff_models", "scorers", "cameractrl", "cvd", "lvdm")
 
 
 def write_files(models: str, inputs: str) -> None:
@@ -35,7 +36,7 @@ def write_files(models: str, inputs: str) -> None:
     tf.write_motion_module(os.path.join(models, MM_AS_BASE), mid_block=False)
     for path in (os.path.join(models, "animatediff_models", BROKEN_MM), os.path.join(models, TEXT_CKPT),
                  os.path.join(models, "scorers", BAD_SCORER), os.path.join(models, "cameractrl", BAD_CAMERACTRL),
-                 os.path.join(models, "cvd", BAD_SYNC)):
+                 os.path.join(models, "cvd", BAD_SYNC), os.path.join(models, "lvdm", BAD_LVDM)):
         with open(path, "w") as f:
             f.write("this is a text file, not a model\n")
     rows = "".join(f"{i} 0.5 0.9 0.5 0.5 0 0 1 0 0 {0.1 * i} 0 1 0 0 0 0 1 0\n" for i in range(3))
@@ -82,6 +83,19 @@ def _latent_out(graph: dict, latent_link) -> dict:
     """Decode a latent with model "1" and preview it: an output node, so the graph runs."""
     return {**graph, "90": _n("CVK_DecodeVideo", model=["1", 0], latent=latent_link, frames_per_batch=8),
             "91": _n("PreviewImage", images=["90", 0])}
+
+
+LOADER_LVDM = dict(model_name=TINY_LVDM, ae="none", preset="sky", scale=0.0, shift=0.0, weights="ema", precision="auto",
+                   attention="sdpa")
+UNCOND = dict(seed=0, steps=1, sampler="ddim", eta=1.0, frames=4, width=32, height=32)
+
+
+def lvdm(loader=None, **over):
+    """Load the tiny LVDM, sample unconditionally, decode with the 3-D AE ("60" is the model)."""
+    g = {"60": _n("CVK_LVDMLoader", **dict(LOADER_LVDM, **(loader or {}))),
+         "61": _n("CVK_UnconditionalVideo", model=["60", 0], **dict(UNCOND, **over))}
+    return g | {"90": _n("CVK_DecodeVideo", model=["60", 0], latent=["61", 0], frames_per_batch=8),
+                "91": _n("PreviewImage", images=["90", 0])}
 
 
 def t2v(**over):
@@ -346,6 +360,29 @@ CASES = [
     Case("view-grid-views-do-not-divide", view_grid(3), "node", "CVK_ViewGrid", "views",
          "got 3; expected a number that divides the 8 frames given"),
     Case("view-grid-zero-views", view_grid(0), "validation", "CVK_ViewGrid", "views", "value_smaller_than_min"),
+    # LVDM
+    Case("lvdm-text-file", lvdm(loader={"model_name": "lvdm/" + BAD_LVDM}), "node", "CVK_LVDMLoader", "model_name",
+         "'not_an_lvdm.ckpt' could not be read"),
+    Case("lvdm-custom-without-scale", lvdm(loader={"preset": "custom"}), "node", "CVK_LVDMLoader", "scale",
+         "expected a scale > 0 with preset 'custom'"),
+    Case("lvdm-scale-with-named-preset", lvdm(loader={"scale": 0.5}), "node", "CVK_LVDMLoader", "preset",
+         "expected 'custom' to use your own scale and shift"),
+    Case("lvdm-demo-with-ae", lvdm(loader={"ae": BAD_LVDM}), "node", "CVK_LVDMLoader", "ae",
+         "expected 'none' for the tiny demo"),
+    Case("lvdm-frames-not-multiple-of-4", lvdm(frames=6), "node", "CVK_UnconditionalVideo", "frames",
+         "got 6; expected a multiple of 4"),
+    Case("lvdm-text-model", lvdm() | {"61": _n("CVK_UnconditionalVideo", model=["1", 0], **UNCOND), "1": _loader()},
+         "node", "CVK_UnconditionalVideo", "model", "expected an unconditional LVDM model"),
+    Case("lvdm-model-in-text-to-video", t2v() | {"2": _n("CVK_TextToVideo", model=["60", 0], **T2V),
+                                                 "60": _n("CVK_LVDMLoader", **LOADER_LVDM)},
+         "node", "CVK_TextToVideo", "model", "expected a text-conditioned model"),
+    Case("lvdm-latent-into-sd-decoder", lvdm() | {"90": _n("CVK_DecodeVideo", model=["1", 0], latent=["61", 0],
+                                                           frames_per_batch=8), "1": _loader()},
+         "node", "CVK_DecodeVideo", "latent", "decode it with the model that made it"),
+    Case("lvdm-decode-odd-overlap", lvdm(frames=8) | {"90": _n("CVK_DecodeVideo", model=["60", 0], latent=["61", 0],
+                                                               frames_per_batch=8, window=1, overlap=3)},
+         "node", "CVK_DecodeVideo", "overlap", "got 3; expected an even number"),
+    Case("lvdm-eta-nan", lvdm(eta=NAN), "node", "CVK_UnconditionalVideo", "eta", _nan("UnconditionalVideo", "eta")),
     Case("preview-size-too-small", trajectory() | {"11": _n("CVK_CameraPreview", camera=["10", 0], size=64,
                                                            projections="top,front")},
          "validation", "CVK_CameraPreview", "size", "value_smaller_than_min"),

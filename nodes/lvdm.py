@@ -8,13 +8,13 @@ from ..models.lvdm.model import CUSTOM, LVDM_FOLDER, PRESETS, WEIGHTS, load_lvdm
 from ..models.tiny import TINY_LVDM, tiny_lvdm
 from ..samplers.sampling import SAMPLERS, eta_for, sample
 from .common import (CATEGORY_ROOT, UNCONDITIONAL, VIDEO_MODEL, CVKInputError, check_file_name, check_model,
-                     check_size, latent_out, seed_input, sigmas_or_error, step_callback)
+                     check_size, latent_out, seed_input, sigmas_or_error, step_callback, video_size_inputs)
 
 CATEGORY = f"{CATEGORY_ROOT}/LVDM"
 UNTRAINED = " (untrained demo)"
 LVDM_PREFIX, CHECKPOINTS = f"{LVDM_FOLDER}/", "checkpoints/"
 NONE = "none"
-TRAINED_FRAMES = 16
+NATIVE = " (native: 256 for sky and taichi, 128 for the endoscopy presets)"
 
 host.register_model_folder(LVDM_FOLDER, MODEL_EXTS)
 
@@ -146,10 +146,7 @@ class CVK_UnconditionalVideo:
                 "Video frames, a multiple of 4 (4 frames per latent). The models were trained on 16; more frames run "
                 "as one clip whose temporal attention sees farther latents at the clipped distance of its position "
                 "table (quality drops): use the long-video nodes for long videos.")}),
-            "width": ("INT", {"default": 256, "min": 8, "max": 4096, "step": 8, "tooltip": (
-                "Width in pixels (multiple of 8). Native: 256 (sky, taichi), 128 (endoscopy presets).")}),
-            "height": ("INT", {"default": 256, "min": 8, "max": 4096, "step": 8, "tooltip": (
-                "Height in pixels (multiple of 8). Native: 256 (sky, taichi), 128 (endoscopy presets).")}),
+            **{k: v for k, v in video_size_inputs(16, 256, 256, NATIVE).items() if k != "frames"},
         }}
 
     def generate(self, model, seed, steps, sampler, eta, frames, width, height):

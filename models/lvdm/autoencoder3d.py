@@ -54,39 +54,46 @@ def _triple(v) -> Tuple[int, int, int]:
     return (v,) * 3 if isinstance(v, int) else tuple(v)
 
 
-class SamePadConv3d(nn.Module):
+class _SamePadded(nn.Module):
+    """What both same-padding convolutions share: the replicate (or given) padding that keeps sizes ÷ stride."""
+
+    def __init__(self, kernel_size, stride, padding_type: str):
+        super().__init__()
+        self.kernel_size, self.stride = _triple(kernel_size), _triple(stride)
+        self.pad_input = _same_pad(self.kernel_size, self.stride)
+        self.padding_type = padding_type
+
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.pad_input, mode=self.padding_type)
+
+
+class SamePadConv3d(_SamePadded):
     """``F.pad(x, pad, mode=padding_type)`` then a padding-0 ``nn.Conv3d`` (TATS "same" padding; assumes every
     padded input size is divisible by the stride). Only ``conv`` is registered: keys ``conv.weight``,
     ``conv.bias`` (the released ``weight`` alias is not)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, bias: bool = True,
                  padding_type: str = "replicate"):
-        super().__init__()
-        kernel_size, stride = _triple(kernel_size), _triple(stride)
-        self.pad_input = _same_pad(kernel_size, stride)
-        self.padding_type = padding_type
-        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=bias)
+        super().__init__(kernel_size, stride, padding_type)
+        self.conv = nn.Conv3d(in_channels, out_channels, self.kernel_size, stride=self.stride, padding=0, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C_in, T, H, W) -> (B, C_out, T/s_t, H/s_h, W/s_w)``."""
-        return self.conv(F.pad(x, self.pad_input, mode=self.padding_type))
+        return self.conv(self.padded(x))
 
 
-class SamePadConvTranspose3d(nn.Module):
+class SamePadConvTranspose3d(_SamePadded):
     """Replicate-pad the input as :class:`SamePadConv3d` does, then ``nn.ConvTranspose3d`` with padding k − 1:
     ``(B, C_in, T, H, W) -> (B, C_out, s_t·T, s_h·H, s_w·W)``. Keys ``convt.weight``, ``convt.bias``."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, bias: bool = True,
                  padding_type: str = "replicate"):
-        super().__init__()
-        kernel_size, stride = _triple(kernel_size), _triple(stride)
-        self.pad_input = _same_pad(kernel_size, stride)
-        self.padding_type = padding_type
-        self.convt = nn.ConvTranspose3d(in_channels, out_channels, kernel_size, stride=stride, bias=bias,
-                                        padding=tuple(k - 1 for k in kernel_size))
+        super().__init__(kernel_size, stride, padding_type)
+        self.convt = nn.ConvTranspose3d(in_channels, out_channels, self.kernel_size, stride=self.stride, bias=bias,
+                                        padding=tuple(k - 1 for k in self.kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.convt(F.pad(x, self.pad_input, mode=self.padding_type))
+        return self.convt(self.padded(x))
 
 
 def _norm(channels: int) -> nn.GroupNorm:

@@ -129,9 +129,15 @@ def test_pred_and_interp_are_told_apart_by_their_position_tables():
     interp = dict(base, **{lm.UNET_PREFIX + "input_blocks.4.1.relative_position_k.embeddings_table": (11, 128)})
     assert lm.detect_family(pred, "p") == "lvdm-pred"
     assert lm.detect_family(interp, "i") == "lvdm-interp"
-    with pytest.raises(CheckpointError, match="VideoCrafter2"):
+    with pytest.raises(CheckpointError, match="is a VideoCrafter2 checkpoint"):
         lm.detect_family({lm.UNET_PREFIX + "input_blocks.1.1.proj_in.weight": (320, 320, 1, 1, 1),
                           lm.UNET_PREFIX + "input_blocks.1.0.temopral_conv.conv1.0.weight": (1,)}, "vc2.ckpt")
+    with pytest.raises(CheckpointError, match="is an LVDM text-to-video checkpoint"):
+        lm.detect_family({lm.UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn1_tmp.to_q.weight": (1,),
+                          "cond_stage_model.transformer.text_model.embeddings.position_ids": (1, 77)}, "t2v.ckpt")
+    with pytest.raises(CheckpointError, match=r"Stable Diffusion checkpoint: load it with Load Video Model \(CVK\)"):
+        lm.detect_family({lm.UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+                          lm.UNET_PREFIX + "input_blocks.0.0.weight": (320, 4, 3, 3)}, "sd15.safetensors")
     with pytest.raises(CheckpointError, match="video autoencoder alone"):
         lm.detect_family({"encoder.conv_blocks.0.down.weight": (1,)}, "ae_sky.ckpt")
 

@@ -84,11 +84,15 @@ def detect_family(shapes: dict[str, tuple], name: str) -> str:
     """``lvdm-short`` / ``lvdm-pred`` / ``lvdm-interp`` for an LVDM 3-D-AE checkpoint (key → shape); anything
     else is refused with an error that names what the file is and which loader takes it."""
     keys = shapes.keys()
-    if any(k.startswith("cond_stage_model.") for k in keys) or f"{UNET_PREFIX}input_blocks.1.1.proj_in.weight" in keys:
-        kind = ("VideoCrafter2" if any(".temopral_conv." in k for k in keys) else "LVDM text-to-video / VideoCrafter")
-        raise CheckpointError(f"'{name}' is a {kind} checkpoint (text-conditioned, SD's 2-D VAE): Load LVDM Model "
+    text_family = ("a VideoCrafter2" if any(".temopral_conv." in k for k in keys) else
+                   "an LVDM text-to-video" if any(".attn1_tmp." in k for k in keys) else None)
+    if text_family:
+        raise CheckpointError(f"'{name}' is {text_family} checkpoint (text-conditioned, SD's 2-D VAE): Load LVDM Model "
                               f"takes the unconditional 3-D-AE models (short, pred, interp); text-to-video models "
                               f"belong in Load Video Model, which does not read this family yet")
+    if any(k.startswith("cond_stage_model.") or k.endswith(".attn2.to_k.weight") for k in keys):
+        raise CheckpointError(f"'{name}' is a Stable Diffusion checkpoint: load it with Load Video Model (CVK), with an "
+                              f"AnimateDiff motion module")
     if f"{UNET_PREFIX}input_blocks.0.0.weight" not in keys:
         if any(k.startswith(("encoder.conv_blocks.", AE_PREFIX + "encoder.")) for k in keys):
             raise CheckpointError(f"'{name}' is an LVDM video autoencoder alone: choose it as the 'ae' file and the "

@@ -59,7 +59,7 @@ def check_model(node: str, model, name: str = "model", kind: str = TEXT) -> Vide
     if kind == TEXT and not model.text_conditioned:
         raise CVKInputError(node, name, model, "a text-conditioned model in SD's latent space (from 'Load Video Model "
                                                "(CVK)'); LVDM's unconditional models, in their 3-D video AE's latent "
-                                               "space, make videos with 'Unconditional Video (CVK)'")
+                                               "space, make videos with 'LVDM Unconditional Video (CVK)'")
     if kind == UNCONDITIONAL and model.text_conditioned:
         raise CVKInputError(node, name, model, "an unconditional LVDM model (from 'Load LVDM Model (CVK)'); a "
                                                "text-to-video model makes videos with 'Text to Video (CVK)'")

@@ -39,7 +39,7 @@ class CVK_LVDMLoader:
     CATEGORY = CATEGORY
     RETURN_TYPES = (VIDEO_MODEL,)
     RETURN_NAMES = ("model",)
-    OUTPUT_TOOLTIPS = ("The LVDM model bundle (UNet, noise table, 3-D video AE), for Unconditional Video and Decode "
+    OUTPUT_TOOLTIPS = ("The LVDM model bundle (UNet, noise table, 3-D video AE), for LVDM Unconditional Video and Decode "
                        "Video.",)
     FUNCTION = "load"
     NODE = "CVK_LVDMLoader"
@@ -176,5 +176,5 @@ NODE_CLASS_MAPPINGS = {
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "CVK_LVDMLoader": "Load LVDM Model (CVK)",
-    "CVK_UnconditionalVideo": "Unconditional Video (CVK)",
+    "CVK_UnconditionalVideo": "LVDM Unconditional Video (CVK)",
 }

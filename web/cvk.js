@@ -7,7 +7,8 @@ import { app } from "../../scripts/app.js";
 const UNTRAINED = "(untrained demo)";
 // loader → the widget that names the model
 const LOADERS = {CVK_VideoModelLoader: "model_name", CVK_GuideModelLoader: "model_name",
-                 CVK_CameraCtrlLoader: "cameractrl", CVK_CVDSyncLoader: "sync_module"};
+                 CVK_CameraCtrlLoader: "cameractrl", CVK_CVDSyncLoader: "sync_module",
+                 CVK_LVDMLoader: "model_name"};
 
 app.registerExtension({
   name: "ConsistentVideoKit.core",

@@ -9,7 +9,7 @@ Everything here is pure torch: no diffusers, no ComfyUI.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -103,17 +103,31 @@ class VPDenoiser:
     sample (a 0-d tensor, or ``(B,)``; int64 for ``nearest``, float64 for ``interpolated``). By default ``t``
     is the timestep of σ; a caller that gives σ per frame passes ``timestep`` itself (which level the network
     is told is its choice). ``alphas_cumprod`` ``(T,)`` is the model's own noise table.
+
+    ``signal_scale`` ``(≥T,)``: a model trained on ``z_t = a_t·x0 + b_t·ε`` with ``a_t = √ᾱ_t·s_t``,
+    ``b_t = √(1 − ᾱ_t)`` (VideoCrafter2's ``scale_arr``). Then σ_t = b_t/a_t and the network's input is
+    ``z = a·x`` with ``a = s/√(1 + σ²s²)`` (``s`` at the timestep the network is told), which is ``a_t`` on the
+    table; ε-prediction gives ``x0 = x − σ·ε`` as before. Without it ``s ≡ 1``: the plain VP model.
     """
 
     def __init__(self, network: Callable, alphas_cumprod: torch.Tensor, prediction_type: str = "epsilon",
-                 timestep_mode: str = "nearest"):
+                 timestep_mode: str = "nearest", signal_scale: Optional[torch.Tensor] = None):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
         if timestep_mode not in TIMESTEP_MODES:
             raise ValueError(f"timestep_mode must be one of {TIMESTEP_MODES}, got {timestep_mode!r}")
         self.network = network
         self.alphas_cumprod = alphas_cumprod.to(torch.float64)
+        self.signal_scale = None
         self.sigmas = sigmas_from_alphas_cumprod(self.alphas_cumprod)
+        if signal_scale is not None:
+            if prediction_type != "epsilon":
+                raise ValueError(f"a signal scale is supported for epsilon prediction only, got {prediction_type!r}")
+            if signal_scale.ndim != 1 or len(signal_scale) < len(self.alphas_cumprod):
+                raise ValueError(f"signal_scale must be 1-D with at least {len(self.alphas_cumprod)} entries, got "
+                                 f"shape {tuple(signal_scale.shape)}")
+            self.signal_scale = signal_scale[:len(self.alphas_cumprod)].to(torch.float64)
+            self.sigmas = self.sigmas / self.signal_scale
         self.prediction_type = prediction_type
         self.timestep_mode = timestep_mode
 
@@ -127,6 +141,21 @@ class VPDenoiser:
 
     def timestep(self, sigma) -> torch.Tensor:
         return sigma_to_t(sigma, self.sigmas, self.timestep_mode)
+
+    def input_scale(self, sigma, timestep=None):
+        """``a`` with ``z = a·x``: ``1/√(1 + σ²)``, or ``s/√(1 + σ²s²)`` with a signal scale (``s`` at
+        ``timestep``, else at the timestep of σ); σ a float or a tensor, as in :meth:`__call__`."""
+        if self.signal_scale is None:
+            return 1.0 / (1.0 + sigma ** 2) ** 0.5
+        t = torch.as_tensor(self.timestep(sigma) if timestep is None else timestep, dtype=torch.float64)
+        lo = t.floor().long().clamp(0, len(self.signal_scale) - 1)
+        hi = (lo + 1).clamp(max=len(self.signal_scale) - 1)
+        s = self.signal_scale[lo] + (t - lo) * (self.signal_scale[hi] - self.signal_scale[lo])
+        if torch.is_tensor(sigma) and sigma.ndim > 0:
+            s = s.reshape(s.shape + (1,) * (sigma.ndim - s.ndim)).to(sigma.device)
+        elif not torch.is_tensor(sigma):
+            s = float(s)
+        return s / (1.0 + sigma ** 2 * s ** 2) ** 0.5
 
     def __call__(self, x: torch.Tensor, sigma, cond, timestep=None) -> torch.Tensor:
         """``x`` ``(B, C, F, h, w)`` at noise level σ → x0 estimate, same shape and dtype. σ is a float, one
@@ -148,7 +177,12 @@ class VPDenoiser:
         if timestep.ndim > 1 or (timestep.ndim == 1 and timestep.shape[0] not in (1, x.shape[0])):
             raise ValueError(f"timestep must be a scalar or one per sample ({x.shape[0]},), got shape "
                              f"{tuple(timestep.shape)}")
-        out = self.network(to_vp(x, sigma), timestep, cond)
+        if self.signal_scale is None:
+            z = to_vp(x, sigma)
+        else:
+            a = self.input_scale(sigma, timestep)
+            z = x * (a.to(x.dtype) if torch.is_tensor(a) else a)
+        out = self.network(z, timestep, cond)
         return prediction_to_x0(out.to(x.dtype), x, sigma, self.prediction_type)
 
 

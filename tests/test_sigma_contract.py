@@ -106,3 +106,31 @@ def test_guidance_doubles_per_frame_sigma_and_timestep(mode):
     noisy = s > 0
     assert torch.allclose(eps[noisy], ref_eps[noisy], rtol=1e-12, atol=1e-12)
     assert torch.equal(eps[~noisy], torch.zeros_like(eps[~noisy])) and torch.isfinite(eps).all()
+
+
+def test_signal_scale_denoiser_feeds_the_network_a_t_x_and_starts_from_unit_noise():
+    """VideoCrafter2's forward process z_t = √ᾱ_t·s_t·x0 + √(1−ᾱ_t)·ε, written by hand: on its own timesteps the
+    denoiser gives the network exactly z_t for x = x0 + σ_t·ε (σ_t = b_t/a_t), and the sampler's start is z_T = ε."""
+    import math
+    from consistent_video_kit.samplers.sampling import initial_latent
+    from consistent_video_kit.samplers.vp import VPDenoiser, vp_alphas_cumprod
+    ac = vp_alphas_cumprod("scaled_linear", 0.00085, 0.012)
+    scale = torch.cat([torch.linspace(1.0, 0.7, 400, dtype=torch.float64), torch.full((1000,), 0.7, dtype=torch.float64)])
+    seen = []
+    den = VPDenoiser(lambda z, t, c: seen.append((z, t)) or torch.zeros_like(z), ac, "epsilon", signal_scale=scale)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(1, 4, 2, 3, 3, generator=g, dtype=torch.float64), torch.randn(1, 4, 2, 3, 3, generator=g,
+                                                                                        dtype=torch.float64)
+    for t in (0, 150, 399, 400, 981):
+        a, b = math.sqrt(ac[t]) * float(scale[t]), math.sqrt(1 - ac[t])
+        sigma = b / a
+        assert abs(float(den.sigmas[t]) - sigma) < 1e-12 * sigma
+        den(x0 + sigma * eps, sigma, {})
+        z, tt = seen[-1]
+        assert int(tt) == t and torch.allclose(z, a * x0 + b * eps, atol=1e-12)
+    plain = VPDenoiser(lambda z, t, c: z, ac, "epsilon")
+    assert torch.allclose(den.sigmas[:400], plain.sigmas[:400] / scale[:400])
+    sig = den.sigmas.flip(0)[:2]
+    x_T = initial_latent((1, 4, 2, 3, 3), sig, 5, input_scale=den.input_scale)
+    assert torch.allclose(x_T * den.input_scale(float(sig[0])), initial_latent((1, 4, 2, 3, 3), sig, 5) /
+                          math.sqrt(1 + float(sig[0]) ** 2), atol=1e-6)

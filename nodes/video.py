@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from .. import host
-from ..models.checkpoint import MODEL_EXTS, CheckpointError
+from ..models.checkpoint import MODEL_EXTS, CheckpointError, read_shapes
 from ..models.loaders import (ATTENTIONS, MOTION_FOLDER, PRECISIONS, LoadOptionError, folder_family,
                               load_animatediff, load_modelscope)
+from ..models.lvdm.t2v import load_text_lvdm, text_family
 from ..models.tiny import TINY_MODELS, tiny_model
 from ..samplers.guidance import GUIDANCE_MODES
 from ..samplers.sampling import SAMPLERS, eta_for, sample
@@ -59,6 +60,12 @@ def load_video_model(node: str, choice: str, motion_module: str = NONE, precisio
         else:
             raise CVKInputError(node, "model_name", choice, "a demo model, 'checkpoints/<file>' or 'diffusers/<folder>'")
         path = host.find_model(kind, rel)
+        family = text_family(read_shapes(path)) if kind == "checkpoints" else None
+        if family is not None:      # LVDM text-to-video or VideoCrafter2: their own UNet, VAE and text encoder
+            if motion_module != NONE:
+                raise CVKInputError(node, "motion_module", motion_module, f"'{NONE}': {rel} is a {family} model with "
+                                                                          f"its own temporal layers")
+            return load_text_lvdm(path, family, precision, attention)
         motion = None
         if motion_module != NONE:
             try:
@@ -146,19 +153,28 @@ class CVK_TextToVideo:
             "eta": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01,
                               "tooltip": "DDIM η: 0 deterministic, 1 = DDPM-like. Only for sampler ddim."}),
             **video_size_inputs(),
+        }, "optional": {
+            "fps": ("INT", {"default": 0, "min": 0, "max": 240, "tooltip": (
+                "Frames per second the model is told, for models conditioned on it (VideoCrafter2: 0 = its default "
+                "28, as its official script). Leave 0 for other models.")}),
         }}
 
     def generate(self, model, prompt, negative_prompt, seed, steps, guidance, guidance_scale, sampler, eta,
-                 frames, width, height):
+                 frames, width, height, fps=0):
         node = self.NODE
         model = check_model(node, model)
+        takes_fps = getattr(model, "takes_fps", False)
+        if fps and not takes_fps:
+            raise CVKInputError(node, "fps", fps, f"0 for {model.name}, which is not conditioned on fps (only "
+                                                  f"VideoCrafter2 is)")
         check_size(node, width, height, model.latent_format.spatial_factor)
         check_frames(node, frames, model)
         if sampler == "ddpm" and eta not in (0.0, 1.0):
             raise CVKInputError(node, "eta", eta, "0 or 1 with sampler ddpm (ddpm is η = 1); choose sampler ddim "
                                                   "for other η")
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
-        cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
+        cond, uncond = (model.encode_prompt_pair(prompt, negative_prompt, fps=fps or None) if takes_fps
+                        else model.encode_prompt_pair(prompt, negative_prompt))
         shape = model.latent_shape(frames, width, height)
         with model.loaded(shape) as device:
             z = sample(model.denoiser(), shape, sigmas, cond, uncond, guidance_scale, guidance,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import host
+from ..models.lvdm.t2v import VIDEOGUIDE_FPS
 from ..samplers.filters import FILTER_KINDS
 from ..samplers.guidance import GUIDANCE_MODES
 from ..samplers.schedules import sigma_grid
@@ -114,8 +115,14 @@ class CVK_VideoGuideSampler:
         settings = VideoGuideSettings(guided_steps, guide_steps, guide_grid, guide_weight, filter, filter_n,
                                       filter_d_s, filter_d_t)
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
-        g_cond, g_uncond = (cond, uncond) if guide is model else guide.encode_prompt_pair(prompt, negative_prompt)
-        g_den = guide_denoiser(match_by, guide.network, guide.alphas_cumprod, guide.prediction_type, model.alphas_cumprod)
+        if guide is model:
+            g_cond, g_uncond = cond, uncond
+        elif getattr(guide, "takes_fps", False):    # VideoCrafter2: told fps 8, as VideoGuide's code does
+            g_cond, g_uncond = guide.encode_prompt_pair(prompt, negative_prompt, fps=VIDEOGUIDE_FPS)
+        else:
+            g_cond, g_uncond = guide.encode_prompt_pair(prompt, negative_prompt)
+        g_den = guide_denoiser(match_by, guide.network, guide.alphas_cumprod, guide.prediction_type, model.alphas_cumprod,
+                               getattr(guide, "signal_scale", None))
         shape = model.latent_shape(frames, width, height)
         with model.loaded(shape, also=[guide] if guided_steps > 0 else []) as device:   # one load for both
             try:

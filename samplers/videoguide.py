@@ -68,15 +68,18 @@ def default_timesteps(steps: int, num_train_timesteps: int = 1000) -> torch.Tens
 
 
 def guide_denoiser(match_by: str, guide_network: Callable, guide_alphas_cumprod: torch.Tensor, guide_prediction: str,
-                   sampler_alphas_cumprod: torch.Tensor) -> VPDenoiser:
-    """The guide as a σ-space denoiser. ``sigma``: through its own noise table. ``timestep``: through the
-    sampler's table, so a level σ reaches the guide's network as the sampler's integer timestep with the
-    input ``z = x/sqrt(1 + σ²)`` built from the sampler's ᾱ, as the official code does. Its ``.sigmas``
-    is the table the guide's sub-grids are drawn from."""
+                   sampler_alphas_cumprod: torch.Tensor, guide_signal_scale: Optional[torch.Tensor] = None
+                   ) -> VPDenoiser:
+    """The guide as a σ-space denoiser. ``sigma``: through its own noise table (and its signal scale, e.g.
+    VideoCrafter2's ``scale_arr``). ``timestep``: through the sampler's table, so a level σ reaches the guide's
+    network as the sampler's integer timestep with the input ``z = x/sqrt(1 + σ²)`` built from the sampler's ᾱ,
+    uncorrected by any signal scale of the guide, as the official code does. Its ``.sigmas`` is the table the
+    guide's sub-grids are drawn from."""
     if match_by not in MATCH_BY:
         raise ValueError(f"match_by must be one of {MATCH_BY}, got {match_by!r}")
-    table = guide_alphas_cumprod if match_by == "sigma" else sampler_alphas_cumprod
-    return VPDenoiser(guide_network, table, guide_prediction, "nearest")
+    if match_by == "timestep":
+        return VPDenoiser(guide_network, sampler_alphas_cumprod, guide_prediction, "nearest")
+    return VPDenoiser(guide_network, guide_alphas_cumprod, guide_prediction, "nearest", guide_signal_scale)
 
 
 def guide_levels(table: torch.Tensor, sigma: float, guide_grid: int) -> torch.Tensor:

@@ -117,7 +117,7 @@ def test_widget_count_mismatch_is_caught(classes):
     t2v["widgets_values"].remove("fixed")          # as if the seed's control value were forgotten
     wf["nodes"].append({"id": 99, "type": "CVK_NoSuchNode", "widgets_values": []})
     problems = check_ui_workflow(wf, classes)
-    assert any("CVK_TextToVideo" in p and "11 widget values, definition has 12" in p for p in problems)
+    assert any("CVK_TextToVideo" in p and "12 widget values, definition has 13" in p for p in problems)
     assert any("unknown type 'CVK_NoSuchNode'" in p for p in problems)
 
 

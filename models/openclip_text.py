@@ -56,7 +56,7 @@ PAD_ID = 0   # open_clip.tokenize pads with 0 (which is also the id of "!" in CL
 
 # OpenCLIP ViT-H-14 text tower (open_clip's model_configs/ViT-H-14.json "text_cfg"; mlp_ratio 4; exact GELU)
 VIT_H_14_TEXT = dict(width=1024, layers=24, heads=16, mlp_ratio=4.0, vocab_size=49408, context_length=77)
-# a few-thousand-parameter tower for tests and demos; vocab sized for models.text.char_clip_tokenizer (514 ids)
+# a tower of ~57k parameters for tests and demos; vocab sized for models.text.char_clip_tokenizer (514 ids)
 TINY_OPENCLIP_TEXT = dict(width=32, layers=3, heads=4, mlp_ratio=4.0, vocab_size=514, context_length=77)
 
 # file keys (after the prefix) that are deliberately not loaded: unused by VC2 (see the module docstring)

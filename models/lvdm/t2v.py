@@ -155,9 +155,11 @@ def load_text_lvdm(path: str, family: str, precision: str = "auto", attention: s
                                          (r"embeddings\.position_ids$",)), prec.text)
         encoder = TextEncoder(load_tokenizer(tokenizer_dirs, f"'{name}'"), text)
     else:
-        from .. import openclip_text
-        encoder = openclip_text.load_encoder(text_sd, load_tokenizer(tokenizer_dirs, f"'{name}'"), prec.text,
-                                             f"'{name}' text encoder")
+        from ..openclip_text import OpenCLIPTextEncoder, build_openclip_text_model, match_openclip_text
+        with empty_params():
+            text = build_openclip_text_model()
+        load_into(text, match_openclip_text(text, text_sd, f"'{name}' text encoder"), prec.text)
+        encoder = OpenCLIPTextEncoder(load_tokenizer(tokenizer_dirs, f"'{name}'"), text)
     set_attention(unet, attention, device)
     ac = sd["alphas_cumprod"].to(torch.float64) if "alphas_cumprod" in sd else ldm_alphas_cumprod(0.00085, 0.012)
     scale = None

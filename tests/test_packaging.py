@@ -37,7 +37,7 @@ def test_requirements_match_pyproject():
     assert proj["dependencies"] == req
     assert not any(TORCH_FAMILY.match(r) for r in req)
     assert all(">=" in r and "==" not in r and "<" not in r for r in req), "lower bounds only"
-    assert {r.split(">=")[0] for r in req} == {"diffusers", "transformers", "einops", "safetensors", "kornia", "numpy"}
+    assert {r.split(">=")[0] for r in req} == {"diffusers", "transformers", "einops", "safetensors", "kornia", "numpy", "ftfy"}
     assert proj["name"] == "consistent-video-kit" and proj["version"] == "0.2.0"
     assert proj["requires-python"] == ">=3.10"
     assert "Operating System :: OS Independent" in proj["classifiers"]

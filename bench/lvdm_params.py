@@ -1,13 +1,15 @@
-"""LVDM's 3-D UNet at the released size: parameter counts from the shipped configs (``models/configs/lvdm/unet_*.json``,
-built on the meta device: no memory, seconds), and with ``--full`` the seconds per UNet call with random weights
-(float32, the official latent size: 1×4×4×32×32 for short / pred, 1×4×5×32×32 for interp; one call = one NFE on a
-batch of one clip; the first call is a warm-up and not counted). Manual run, never in CI: ``--full`` allocates
-2.2 GB of weights per model; at one CPU thread a call takes a few seconds.
+"""LVDM's 3-D UNets at the released size: parameter counts from the shipped configs (``models/configs/lvdm/unet_*.json``
+and ``t2v_unet.json``, built on the meta device: no memory, seconds), and with ``--full`` the seconds per UNet call
+with random weights (float32, the official latent size: 1×4×4×32×32 for short / pred, 1×4×5×32×32 for interp,
+1×4×16×32×32 with a 77×768 text context for t2v; one call = one NFE on a batch of one clip; the first call is a
+warm-up and not counted). Manual run, never in CI: ``--full`` allocates 2.2 GB of weights per model (3.8 GB for t2v);
+at one CPU thread a call takes seconds (t2v: about half a minute, 16 frames of 32×32).
 
-    .venv/bin/python bench/lvdm_params.py [--full] [--models short,pred,interp] [--calls 2] [--threads 1]
+    .venv/bin/python bench/lvdm_params.py [--full] [--models short,pred,interp,t2v] [--calls 2] [--threads 1]
         [--device cpu|cuda] [--attention sdpa|xformers]
 
-Expected counts: short 548.9M, pred 549.2M, interp 549.2M (the official code's, checked against it locally).
+Expected counts: short 548.9M, pred 549.2M, interp 549.2M, t2v 958.9M (the official code's, checked against it
+locally).
 """
 from __future__ import annotations
 
@@ -22,13 +24,14 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 CONFIGS = os.path.join(ROOT, "models", "configs", "lvdm")
-FRAMES = {"short": 4, "pred": 4, "interp": 5}
+FRAMES = {"short": 4, "pred": 4, "interp": 5, "t2v": 16}
+CONTEXT = (77, 768)          # t2v: CLIP ViT-L/14 tokens × width
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="also time UNet calls with random weights")
-    ap.add_argument("--models", default="short,pred,interp")
+    ap.add_argument("--models", default="short,pred,interp,t2v")
     ap.add_argument("--calls", type=int, default=2, help="timed calls per model (after one warm-up)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
@@ -38,13 +41,14 @@ def main() -> int:
     from cvk_testkit import load_pack
     load_pack()
     from consistent_video_kit.models.lvdm.unet3d import build_unet
+    from consistent_video_kit.models.lvdm.t2v_unet import T2VUNet
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}")
     print(f"{'model':>7} {'class':>24} {'params':>9} {'latents':>16} {'s/call':>8}")
     for name in args.models.split(","):
-        with open(os.path.join(CONFIGS, f"unet_{name}.json")) as f:
+        with open(os.path.join(CONFIGS, "t2v_unet.json" if name == "t2v" else f"unet_{name}.json")) as f:
             cfg = json.load(f)
         with torch.device("meta"):
-            m = build_unet(cfg)
+            m = T2VUNet.from_config(cfg) if name == "t2v" else build_unet(cfg)
         n = sum(p.numel() for p in m.parameters())
         shape = (1, cfg["in_channels"], FRAMES[name], cfg["image_size"], cfg["image_size"])
         per_call = ""
@@ -57,14 +61,17 @@ def main() -> int:
             m.eval().set_attention(args.attention)
             x = torch.randn(shape, generator=g).to(args.device)
             t = torch.tensor([500], device=args.device)
-            y = torch.tensor([100], device=args.device) if cfg.get("num_classes") else None
+            if name == "t2v":
+                extra = (torch.randn(1, *CONTEXT, generator=g).to(args.device),)             # context
+            else:
+                extra = (torch.tensor([100], device=args.device) if cfg.get("num_classes") else None,)   # y
             times = []
             with torch.no_grad():
                 for i in range(args.calls + 1):
                     if args.device.startswith("cuda"):
                         torch.cuda.synchronize()
                     t0 = time.perf_counter()
-                    m(x, t, y)
+                    m(x, t, *extra)
                     if args.device.startswith("cuda"):
                         torch.cuda.synchronize()
                     if i:

@@ -196,10 +196,67 @@ def _xformers_ops():
     return xops
 
 
+def check_attention_backend(backend: str, who: str) -> None:
+    """ValueError unless ``backend`` is one of :data:`ATTENTION_BACKENDS` (and, for xformers, importable)."""
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"{who}.set_attention: backend {backend!r} is not one of {ATTENTION_BACKENDS}")
+    if backend == "xformers":
+        _xformers_ops()
+
+
 def _check_xformers_device(device: torch.device) -> None:
     if device.type != "cuda":
         raise ValueError(f"attention backend 'xformers' runs on CUDA only, but the input is on {device}; "
                          f"use set_attention('sdpa') on this device")
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "sdpa") -> torch.Tensor:
+    """Plain multi-head softmax attention, scale ``c^(-1/2)``, through SDPA or xformers.
+
+    Args:
+        q: ``(N, L_q, H, c)`` (xformers' ``(B, M, H, K)`` layout); k, v: ``(N, L_k, H, c)``.
+        backend: ``"sdpa"`` or ``"xformers"`` (CUDA only; checked here).
+    Returns:
+        ``(N, L_q, H, c)``.
+    """
+    if backend == "xformers":
+        _check_xformers_device(q.device)
+        return _xformers_ops().memory_efficient_attention(q, k, v)
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    return out.transpose(1, 2)
+
+
+def relative_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_rp: torch.Tensor, v_rp: torch.Tensor,
+                       rel_scale: float, transposed: bool) -> torch.Tensor:
+    """Self-attention with learned relative positions (Shaw et al.) through SDPA, exactly.
+
+    Per attention row (head width ``c``, tokens ``t, s``; ``k_rp, v_rp`` as :class:`RelativePosition` returns them,
+    ``E[t, s] = table[clip(s - t) + L]``)::
+
+        logits[t, s] = c^(-1/2) q_t·k_s + rel_scale · (q_t·k_rp[t, s]     if not transposed
+                                                        q_s·k_rp[s, t]     if transposed: LVDM's QKVAttention quirk)
+        out[t] = Σ_s p[t, s] (v_s + v_rp[t, s]),   p = softmax_s(logits)
+
+    The relative logit term goes in as a float additive mask; the probabilities the value term needs come back from
+    the same SDPA call through ``L`` one-hot value channels (``Σ_s p[t, s] δ(s, s') = p[t, s']``).
+
+    Args:
+        q, k, v: ``(..., L, c)`` token-major (any leading batch / head dims).
+        k_rp, v_rp: ``(L, L, c)``.
+        rel_scale: the factor on the relative logit term (LVDM's QKVAttention: ``c^(-1/4)``; the T2V model's
+            TemporalCrossAttention: ``c^(-1/2)``).
+        transposed: add the relative logit term transposed (LVDM's QKVAttention) or not (TemporalCrossAttention).
+    Returns:
+        ``(..., L, c)``.
+    """
+    length, ch = q.shape[-2], q.shape[-1]
+    bias = torch.einsum("...tc,tsc->...ts", q * rel_scale, k_rp.to(q.dtype))
+    if transposed:
+        bias = bias.transpose(-1, -2)
+    eye = torch.eye(length, dtype=v.dtype, device=v.device).expand(*v.shape[:-1], length)
+    both = F.scaled_dot_product_attention(q, k, torch.cat([v, eye], dim=-1), attn_mask=bias, scale=ch ** -0.5)
+    out, p = both[..., :ch], both[..., ch:]
+    return out + torch.einsum("...ts,tsc->...tc", p, v_rp.to(p.dtype))
 
 
 def qkv_attention(qkv: torch.Tensor, n_heads: int, rp: Optional[tuple] = None, backend: str = "sdpa") -> torch.Tensor:
@@ -210,7 +267,7 @@ def qkv_attention(qkv: torch.Tensor, n_heads: int, rp: Optional[tuple] = None, b
         n_heads: ``H``.
         rp: ``None`` or ``(k_rp, v_rp)``, each ``(L, L, c)`` from :class:`RelativePosition` (``E[t, s]``): adds
             ``(σ q_s)·k_rp[s, t]`` to the logit at ``[t, s]`` (``σ = c^(-1/4)``; the official transposed term) and
-            ``Σ_s p[t, s] v_rp[t, s]`` to the output at ``t``.
+            ``Σ_s p[t, s] v_rp[t, s]`` to the output at ``t`` (:func:`relative_attention` with ``transposed=True``).
         backend: ``"sdpa"`` or ``"xformers"`` (xformers only for the plain term; with ``rp`` SDPA is used, since the
             value term needs the attention probabilities).
     Returns:
@@ -218,30 +275,14 @@ def qkv_attention(qkv: torch.Tensor, n_heads: int, rp: Optional[tuple] = None, b
     """
     n, width, length = qkv.shape
     ch = width // (3 * n_heads)
-    q, k, v = qkv.chunk(3, dim=1)
-    # (N·H, L, c) token-major views for the kernels
-    q, k, v = (a.reshape(n * n_heads, ch, length).transpose(1, 2) for a in (q, k, v))
+    # (N, H·c, L) -> (N, L, H, c) token-major views for the kernels
+    q, k, v = (a.reshape(n, n_heads, ch, length).permute(0, 3, 1, 2) for a in qkv.chunk(3, dim=1))
     if rp is None:
-        if backend == "xformers":
-            _check_xformers_device(qkv.device)
-            xops = _xformers_ops()
-            sh = (n, n_heads, length, ch)
-            out = xops.memory_efficient_attention(*(a.reshape(sh).transpose(1, 2) for a in (q, k, v)))
-            out = out.transpose(1, 2).reshape(n * n_heads, length, ch)                       # (B, M, H, K) -> (N·H, L, c)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v)                                    # scale c^(-1/2) = σ·σ
+        out = attention(q, k, v, backend)                                                   # scale c^(-1/2) = σ·σ
     else:
-        k_rp, v_rp = rp
-        scale = ch ** -0.25
-        # the official relative logit term: einsum('bct,tsc->bst', σq, k_rp) -> bias[b, s, t] = σ q_t · k_rp[t, s],
-        # i.e. the logit at [t, s] gets σ q_s · k_rp[s, t] (transposed against the main 'bts' logits)
-        bias = torch.einsum("btc,tsc->bst", q * scale, k_rp.to(q.dtype))
-        # one-hot value channels return p[t, s] from the same kernel call: Σ_s p[t, s] δ(s, s') = p[t, s']
-        eye = torch.eye(length, dtype=v.dtype, device=v.device).expand(v.shape[0], length, length)
-        both = F.scaled_dot_product_attention(q, k, torch.cat([v, eye], dim=-1), attn_mask=bias, scale=ch ** -0.5)
-        out, p = both[..., :ch], both[..., ch:]
-        out = out + torch.einsum("bts,tsc->btc", p, v_rp.to(p.dtype))
-    return out.transpose(1, 2).reshape(n, n_heads * ch, length)
+        q, k, v = (a.transpose(1, 2) for a in (q, k, v))                                   # (N, H, L, c)
+        out = relative_attention(q, k, v, *rp, rel_scale=ch ** -0.25, transposed=True).transpose(1, 2)
+    return out.permute(0, 2, 3, 1).reshape(n, n_heads * ch, length)
 
 
 class STAttentionBlock(nn.Module):
@@ -287,15 +328,42 @@ class STAttentionBlock(nn.Module):
 
 
 class EmbedSequential(nn.Sequential):
-    """``nn.Sequential`` that hands the timestep embedding to its :class:`ResBlock` children."""
+    """``nn.Sequential`` that hands the timestep embedding to its :class:`ResBlock` children and the cross-attention
+    context to children that declare ``takes_context = True`` (the T2V model's transformer)."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
         for layer in self:
-            x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
+            if isinstance(layer, ResBlock):
+                x = layer(x, emb)
+            elif getattr(layer, "takes_context", False):
+                x = layer(x, context)
+            else:
+                x = layer(x)
         return x
 
 
 # ---------------------------------------------------------------------------------------------------- the UNet
+
+def check_video_input(who: str, x: torch.Tensor, timesteps, in_channels: int, n_down: int) -> torch.Tensor:
+    """ValueError unless ``x`` is ``(B, in_channels, T, h, w)`` with ``h, w`` divisible by ``2^n_down`` and
+    ``timesteps`` is ``(B,)`` or 0-d. Returns the timesteps as a ``(B,)`` tensor on ``x``'s device."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 5:
+        raise ValueError(f"{who}: x must be a 5-D tensor (B, C, T, h, w), got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    b, c, t, h, w = x.shape
+    if c != in_channels:
+        extra = " (4 latent channels + 1 mask channel)" if in_channels == 5 else ""
+        raise ValueError(f"{who}: x has {c} channels, expected in_channels = {in_channels}{extra}")
+    f = 2 ** n_down
+    if h % f or w % f:
+        raise ValueError(f"{who}: latent size {h}×{w} must be divisible by {f} ({n_down} spatial downsamplings)")
+    timesteps = torch.as_tensor(timesteps, device=x.device)
+    if timesteps.dim() == 0:
+        timesteps = timesteps.expand(b)
+    if timesteps.shape != (b,):
+        raise ValueError(f"{who}: timesteps must have shape ({b},) (one per sample), got {tuple(timesteps.shape)}")
+    return timesteps
+
 
 def _refuse(name: str, value, expected, why: str = "the released LVDM configs never use it and it is not built here"):
     raise ValueError(f"LVDMUNet: {name}={value!r} is not supported ({why}); expected {expected}")
@@ -441,10 +509,7 @@ class LVDMUNet(nn.Module):
         (``xformers.ops.memory_efficient_attention`` for the spatial attention; the temporal attention with relative
         positions stays on SDPA, which returns the probabilities its value term needs). xformers must be importable
         (checked here) and the input on CUDA (checked at the call). Returns ``self``."""
-        if backend not in ATTENTION_BACKENDS:
-            raise ValueError(f"LVDMUNet.set_attention: backend {backend!r} is not one of {ATTENTION_BACKENDS}")
-        if backend == "xformers":
-            _xformers_ops()
+        check_attention_backend(backend, "LVDMUNet")
         self._backend = backend
         for m in self.modules():
             if isinstance(m, STAttentionBlock):
@@ -454,23 +519,8 @@ class LVDMUNet(nn.Module):
     # ---------------------------------------------------------------- forward
 
     def _check_inputs(self, x: torch.Tensor, timesteps: torch.Tensor, y: Optional[torch.Tensor]) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() != 5:
-            raise ValueError(f"LVDMUNet: x must be a 5-D tensor (B, C, T, h, w), got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-        b, c, t, h, w = x.shape
-        if c != self.in_channels:
-            extra = " (4 latent channels + 1 mask channel)" if self.in_channels == 5 else ""
-            raise ValueError(f"LVDMUNet: x has {c} channels, expected in_channels = {self.in_channels}{extra}")
-        f = 2 ** (len(self.channel_mult) - 1)
-        if h % f or w % f:
-            raise ValueError(f"LVDMUNet: latent size {h}×{w} must be divisible by {f} "
-                             f"({len(self.channel_mult) - 1} spatial downsamplings)")
-        timesteps = torch.as_tensor(timesteps, device=x.device)
-        if timesteps.dim() == 0:
-            timesteps = timesteps.expand(b)
-        if timesteps.shape != (b,):
-            raise ValueError(f"LVDMUNet: timesteps must have shape ({b},) (one per sample), got "
-                             f"{tuple(timesteps.shape)}")
+        timesteps = check_video_input("LVDMUNet", x, timesteps, self.in_channels, len(self.channel_mult) - 1)
+        b = x.shape[0]
         if y is not None:
             if self.num_classes is None:
                 raise ValueError("LVDMUNet: y (the class label / noise level s) was given, but this model has no "

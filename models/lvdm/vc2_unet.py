@@ -34,7 +34,9 @@ parameters' dtype and returns ``x.dtype`` (the official code casts the input to 
 to float32); every GroupNorm computes in float32 for half-precision inputs; attention goes through SDPA (or xformers)
 instead of einsum + softmax; the cross-attention does not repeat the context for every frame: the queries of a
 sample's ``T`` frames attend to its one context together (each query attends on its own, so this is the same
-attention); the kernel-1 ``Conv1d`` / ``Conv2d`` projections run as the equal matrix products. Options the released
+attention); the kernel-1 ``Conv1d`` / ``Conv2d`` projections run as the equal matrix products; ``fps`` has no default
+(the official ``forward`` falls back to 16 when it is not passed, while its text-to-video scripts pass 28), so a
+forgotten fps is an error, not a silent 16; the adapter hook (``features_adapter``) is not taken. Options the released
 config does not use and that are not built here (relative positions, causal temporal attention, temporal
 cross-attention, image cross-attention, spatially aware temporal convs, resblock up/down, 3-D convs, the fp16 flag,
 feature adapters) are refused with a ``ValueError``.

@@ -10,6 +10,10 @@ at one CPU thread a call takes seconds (t2v: about half a minute, 16 frames of 3
 
 Expected counts: short 548.9M, pred 549.2M, interp 549.2M, t2v 958.9M (the official code's, checked against it
 locally).
+
+VideoCrafter2's UNet (``models/configs/lvdm/vc2_unet.json``, :func:`vc2_unet`) is reported after them: 1413.3M
+parameters (the released checkpoint's UNet); with ``--full`` one call (no warm-up) at the released latent size
+1×4×16×40×64 (320×512, 16 frames) with a 77×1024 text context and fps 28, float32, 5.7 GB of weights.
 """
 from __future__ import annotations
 
@@ -79,7 +83,41 @@ def main() -> int:
             per_call = f"{sum(times) / len(times):.3f}"
             del m
         print(f"{name:>7} {cfg['_class_name']:>24} {n / 1e6:>8.1f}M {'×'.join(map(str, shape)):>16} {per_call:>8}")
+    vc2_unet(args)
     return 0
+
+
+def vc2_unet(args) -> None:
+    """VideoCrafter2's UNet: parameter count (meta device) and, with ``--full``, the seconds of one call with random
+    weights at 1×4×16×40×64 latents, a 77×1024 context, fps 28."""
+    from consistent_video_kit.models.lvdm.vc2_unet import VC2UNet
+    with open(os.path.join(CONFIGS, "vc2_unet.json")) as f:
+        cfg = json.load(f)
+    with torch.device("meta"):
+        m = VC2UNet.from_config(cfg)
+    n = sum(p.numel() for p in m.parameters())
+    shape = (1, cfg["in_channels"], 16, 40, 64)
+    per_call = ""
+    if args.full:
+        m = m.to_empty(device=args.device)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+        m.eval().set_attention(args.attention)
+        x = torch.randn(shape, generator=g).to(args.device)
+        ctx = torch.randn(1, 77, cfg["context_dim"], generator=g).to(args.device)
+        t, fps = torch.tensor([500], device=args.device), torch.tensor([28], device=args.device)
+        with torch.no_grad():
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            m(x, t, ctx, fps)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            per_call = f"{time.perf_counter() - t0:.3f}"
+        del m
+    print(f"{'vc2':>7} {cfg['_class_name']:>24} {n / 1e6:>8.1f}M {'×'.join(map(str, shape)):>16} {per_call:>8}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ configs' ``params`` names so a tiny variant is the same class with smaller numbe
 
 - :mod:`.autoencoder3d`: the TATS-style 3-D video autoencoder (×4 time, ×8 space, 4 latent channels);
 - :mod:`.unet3d`: the ADM-style 3-D UNet of the short unconditional models and its pred/interp variant.
+- :mod:`.vc2_unet`: VideoCrafter2's text-to-video UNet (the LVDM family's successor; VideoGuide's guide model).
 
 The shipped configs are in ``models/configs/lvdm/``.
 """

@@ -90,6 +90,16 @@ def _conv3d(c_in: int, c_out: int, kernel_size_t: int, padding_t: int, stride=1)
     return nn.Conv3d(c_in, c_out, (kernel_size_t, 3, 3), stride=stride, padding=(padding_t, 1, 1))
 
 
+def _conv(dims: int, c_in: int, c_out: int, kernel_size_t: int, padding_t: int, down: bool = False) -> nn.Module:
+    """The 3×3 conv over (h, w) (stride 2 there when ``down``): a ``(kernel_size_t, 3, 3)`` Conv3d for ``dims=3``, a
+    Conv2d over frames folded into the batch for ``dims=2`` (``kernel_size_t`` / ``padding_t`` unused)."""
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+    if dims == 2:
+        return nn.Conv2d(c_in, c_out, 3, stride=2 if down else 1, padding=1)
+    return _conv3d(c_in, c_out, kernel_size_t, padding_t, stride=(1, 2, 2) if down else 1)
+
+
 def _zero(module: nn.Module) -> nn.Module:
     for p in module.parameters():
         p.detach().zero_()
@@ -98,25 +108,26 @@ def _zero(module: nn.Module) -> nn.Module:
 
 class Upsample(nn.Module):
     """Nearest ×2 in h and w (time kept), then a ``(kernel_size_t, 3, 3)`` conv. ``(B, C, T, h, w) -> (B, C, T, 2h,
-    2w)``."""
+    2w)``; with ``dims=2`` a 3×3 Conv2d, ``(N, C, h, w) -> (N, C, 2h, 2w)``."""
 
-    def __init__(self, channels: int, kernel_size_t: int, padding_t: int):
+    def __init__(self, channels: int, kernel_size_t: int, padding_t: int, dims: int = 3):
         super().__init__()
         self.channels = channels
-        self.conv = _conv3d(channels, channels, kernel_size_t, padding_t)
+        self.conv = _conv(dims, channels, channels, kernel_size_t, padding_t)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, (x.shape[2], x.shape[3] * 2, x.shape[4] * 2), mode="nearest")
+        x = F.interpolate(x, (*x.shape[2:-2], x.shape[-2] * 2, x.shape[-1] * 2), mode="nearest")
         return self.conv(x)
 
 
 class Downsample(nn.Module):
-    """A ``(kernel_size_t, 3, 3)`` conv of stride ``(1, 2, 2)``. ``(B, C, T, h, w) -> (B, C, T, h/2, w/2)``."""
+    """A ``(kernel_size_t, 3, 3)`` conv of stride ``(1, 2, 2)``. ``(B, C, T, h, w) -> (B, C, T, h/2, w/2)``; with
+    ``dims=2`` a 3×3 Conv2d of stride 2, ``(N, C, h, w) -> (N, C, h/2, w/2)``."""
 
-    def __init__(self, channels: int, kernel_size_t: int, padding_t: int):
+    def __init__(self, channels: int, kernel_size_t: int, padding_t: int, dims: int = 3):
         super().__init__()
         self.channels = channels
-        self.op = _conv3d(channels, channels, kernel_size_t, padding_t, stride=(1, 2, 2))
+        self.op = _conv(dims, channels, channels, kernel_size_t, padding_t, down=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x)
@@ -126,37 +137,44 @@ class ResBlock(nn.Module):
     """ADM residual block with the timestep embedding as FiLM (``use_scale_shift_norm``) or as a bias.
 
     ``x (B, C, T, h, w), emb (B, E) -> (B, C_out, T, h, w)``. Keys: ``in_layers.{0,2}``, ``emb_layers.1``,
-    ``out_layers.{0,3}``, ``skip_connection`` (a 1×1×1 conv when the width changes).
+    ``out_layers.{0,3}``, ``skip_connection`` (a 1×1×1 conv when the width changes). With ``dims=2`` the convs are
+    ``Conv2d`` 3×3 (skip 1×1) over frames folded into the batch, ``x (N, C, h, w), emb (N, E)`` (VideoCrafter2);
+    ``kernel_size_t`` / ``padding_t`` are then unused. Extra :meth:`forward` arguments go to :meth:`_forward`
+    (a subclass's hook, e.g. the frame count for a temporal layer).
     """
 
     def __init__(self, channels: int, emb_channels: int, dropout: float, out_channels: Optional[int] = None,
                  use_scale_shift_norm: bool = False, use_checkpoint: bool = False, kernel_size_t: int = 1,
-                 padding_t: int = 0):
+                 padding_t: int = 0, dims: int = 3):
         super().__init__()
         self.channels = channels
         self.out_channels = out_channels or channels
         self.use_scale_shift_norm = use_scale_shift_norm
         self.use_checkpoint = use_checkpoint
-        self.in_layers = nn.Sequential(_norm(channels), nn.SiLU(),
-                                       _conv3d(channels, self.out_channels, kernel_size_t, padding_t))
+
+        def conv(c_in, c_out):
+            return _conv(dims, c_in, c_out, kernel_size_t, padding_t)
+
+        self.in_layers = nn.Sequential(_norm(channels), nn.SiLU(), conv(channels, self.out_channels))
         self.emb_layers = nn.Sequential(
             nn.SiLU(), nn.Linear(emb_channels, 2 * self.out_channels if use_scale_shift_norm else self.out_channels))
         self.out_layers = nn.Sequential(
             _norm(self.out_channels), nn.SiLU(), nn.Dropout(p=dropout),
-            _zero(_conv3d(self.out_channels, self.out_channels, kernel_size_t, padding_t)))
+            _zero(conv(self.out_channels, self.out_channels)))
         if self.out_channels == channels:
             self.skip_connection = nn.Identity()
         else:
-            self.skip_connection = nn.Conv3d(channels, self.out_channels, 1)
+            self.skip_connection = (nn.Conv2d if dims == 2 else nn.Conv3d)(channels, self.out_channels, 1)
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, *args) -> torch.Tensor:
         if self.use_checkpoint and torch.is_grad_enabled() and (x.requires_grad or self.training):
-            return _grad_checkpoint(self._forward, x, emb, use_reentrant=False)
-        return self._forward(x, emb)
+            return _grad_checkpoint(self._forward, x, emb, *args, use_reentrant=False)
+        return self._forward(x, emb, *args)
 
     def _forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.in_layers(x)
-        emb_out = self.emb_layers(emb).to(h.dtype)[:, :, None, None, None]
+        emb_out = self.emb_layers(emb).to(h.dtype)
+        emb_out = emb_out.reshape(*emb_out.shape, *(1,) * (h.dim() - 2))
         if self.use_scale_shift_norm:
             scale, shift = emb_out.chunk(2, dim=1)
             h = self.out_layers[0](h) * (1 + scale) + shift

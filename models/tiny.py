@@ -24,7 +24,7 @@ from .bundle import ScheduleDefaults, VideoModel
 from .text import TextEncoder, char_clip_tokenizer
 from .vae import VideoVAE
 
-TINY_MODELS = ("tiny-animatediff", "tiny-modelscope")
+TINY_MODELS = ("tiny-animatediff", "tiny-modelscope", "tiny-lvdm-t2v", "tiny-videocrafter2")
 TINY_NATIVE = (64, 64, 8)          # width, height, frames
 SCALING_FACTOR = 0.18215
 
@@ -106,7 +106,41 @@ def tiny_model(name: str) -> VideoModel:
         return VideoModel(name, "modelscope", unet, tiny_vae(), tiny_text_encoder(3002),
                           vp_alphas_cumprod("scaled_linear", 0.00085, 0.012), "epsilon",
                           ScheduleDefaults("leading", 1, "sigma_min"), TINY_NATIVE, untrained=True)
+    if name in ("tiny-lvdm-t2v", "tiny-videocrafter2"):
+        return _tiny_text_lvdm(name)
     raise ValueError(f"unknown tiny model {name!r}; expected one of {TINY_MODELS}")
+
+
+# the official configs' classes with smaller numbers (GroupNorm(32): widths are multiples of 32; context 32 = the
+# tiny text encoders' width)
+TINY_T2V_UNET = dict(image_size=8, in_channels=4, out_channels=4, model_channels=32, attention_resolutions=[1, 2],
+                     num_res_blocks=1, channel_mult=[1, 2], num_heads=2, transformer_depth=1, context_dim=32,
+                     use_checkpoint=False, legacy=False, kernel_size_t=1, padding_t=0, use_temporal_transformer=True,
+                     temporal_length=16, use_relative_position=True)
+TINY_VC2_UNET = dict(in_channels=4, out_channels=4, model_channels=32, attention_resolutions=[1, 2], num_res_blocks=1,
+                     channel_mult=[1, 2], num_head_channels=16, transformer_depth=1, context_dim=32, use_linear=True,
+                     use_checkpoint=False, temporal_conv=True, temporal_attention=True, temporal_selfatt_only=True,
+                     use_relative_position=False, use_causal_attention=False, temporal_length=16,
+                     addition_attention=True, fps_cond=True)
+
+
+def _tiny_text_lvdm(name: str):
+    """Tiny LVDM T2V (CLIP-style text) and tiny VideoCrafter2 (OpenCLIP-style text, fps, scale_arr) on the shared
+    tiny VAE, with LDM's linear betas 0.00085–0.012."""
+    from .lvdm.model import ldm_alphas_cumprod
+    from .lvdm.t2v import T2V, VC2, LVDMTextModel, vc2_scale_arr
+    ac = ldm_alphas_cumprod(0.00085, 0.012)
+    if name == "tiny-lvdm-t2v":
+        from .lvdm.t2v_unet import T2VUNet
+        unet = _seeded(2003, lambda: T2VUNet(**TINY_T2V_UNET))
+        return LVDMTextModel(name, T2V, unet, tiny_vae(), tiny_text_encoder(3003), ac,
+                             native_size=TINY_NATIVE, untrained=True)
+    from .lvdm.vc2_unet import VC2UNet
+    from .openclip_text import tiny_openclip_text_encoder
+    unet = _seeded(2004, lambda: VC2UNet(**TINY_VC2_UNET))
+    text = tiny_openclip_text_encoder(3004, tiny_tokenizer())
+    _finish(text.model, 3004)
+    return LVDMTextModel(name, VC2, unet, tiny_vae(), text, ac, vc2_scale_arr(), TINY_NATIVE, untrained=True)
 
 
 # ---------------------------------------------------------------- LVDM (3-D video AE family)

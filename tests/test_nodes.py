@@ -24,7 +24,8 @@ def test_every_node_is_documented(pack):
 
 def test_loader_lists_the_untrained_demo_models():
     choices = CVK_VideoModelLoader.INPUT_TYPES()["required"]["model_name"][0]
-    assert choices == ["tiny-animatediff (untrained demo)", "tiny-modelscope (untrained demo)"]
+    assert choices == ["tiny-animatediff (untrained demo)", "tiny-modelscope (untrained demo)",
+                       "tiny-lvdm-t2v (untrained demo)", "tiny-videocrafter2 (untrained demo)"]
     with pytest.raises(CVKInputError, match=r"CVK_VideoModelLoader: input 'model_name' got 'sd15'"):
         CVK_VideoModelLoader().load("sd15")
 

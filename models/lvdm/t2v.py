@@ -59,11 +59,12 @@ class LVDMTextModel(VideoModel):
     holds ``text`` and, for VideoCrafter2, ``fps`` (an int; :meth:`encode_prompt_pair` sets the default)."""
 
     def __init__(self, name: str, family: str, unet, vae, text: TextEncoder, alphas_cumprod: torch.Tensor,
-                 signal_scale: Optional[torch.Tensor] = None, untrained: bool = False):
+                 signal_scale: Optional[torch.Tensor] = None, native_size: Optional[tuple[int, int, int]] = None,
+                 untrained: bool = False):
         if family not in TEXT_FAMILIES:
             raise ValueError(f"family must be one of {TEXT_FAMILIES}, got {family!r}")
         super().__init__(name, family, unet, vae, text, alphas_cumprod, "epsilon",
-                         ScheduleDefaults("leading", 1, "sigma_min"), NATIVE[family], max_frames=None,
+                         ScheduleDefaults("leading", 1, "sigma_min"), native_size or NATIVE[family], max_frames=None,
                          untrained=untrained)
         self.signal_scale = None if signal_scale is None else signal_scale.to(torch.float64)
         self.default_fps = VC2_FPS if family == VC2 else None
@@ -156,8 +157,10 @@ def load_text_lvdm(path: str, family: str, precision: str = "auto", attention: s
         encoder = TextEncoder(load_tokenizer(tokenizer_dirs, f"'{name}'"), text)
     else:
         from ..openclip_text import OpenCLIPTextEncoder, build_openclip_text_model, match_openclip_text
+        text_cfg = {k: v for k, v in read_json(os.path.join(config_root, "lvdm", "vc2_text.json")).items()
+                    if not k.startswith("_")}
         with empty_params():
-            text = build_openclip_text_model()
+            text = build_openclip_text_model(**text_cfg)
         load_into(text, match_openclip_text(text, text_sd, f"'{name}' text encoder"), prec.text)
         encoder = OpenCLIPTextEncoder(load_tokenizer(tokenizer_dirs, f"'{name}'"), text)
     set_attention(unet, attention, device)

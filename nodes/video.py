@@ -92,8 +92,9 @@ class CVK_VideoModelLoader:
     DESCRIPTION = ("Loads a video diffusion model as a CVK_VIDEO_MODEL: its denoiser, noise table, VAE and text "
                    "encoder. AnimateDiff: an SD1.5 checkpoint (models/checkpoints) or diffusers folder "
                    "(models/diffusers) plus a motion module (models/animatediff_models). ModelScope/Zeroscope: a "
-                   "diffusers folder. The two 'tiny' models are untrained demos built in code, for trying "
-                   "workflows without weights; their output is noise-like. Nothing is ever downloaded.")
+                   "diffusers folder. LVDM text-to-video (t2v.ckpt) and VideoCrafter2 (model.ckpt): the file in "
+                   "models/checkpoints. The 'tiny' models are untrained demos built in code, for trying workflows "
+                   "without weights; their output is noise-like. Nothing is ever downloaded.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (VIDEO_MODEL,)
     RETURN_NAMES = ("model",)
@@ -106,9 +107,10 @@ class CVK_VideoModelLoader:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model_name": (model_choices(), {"tooltip": "The base model: a tiny demo, an SD1.5 single file "
-                                                        "(checkpoints/…) or a diffusers folder (diffusers/…; SD1.5 "
-                                                        "or ModelScope/Zeroscope)."}),
+            "model_name": (model_choices(), {"tooltip": "The base model: a tiny demo, a single file (checkpoints/…: "
+                                                        "SD1.5, LVDM t2v.ckpt or VideoCrafter2 model.ckpt) or a "
+                                                        "diffusers folder (diffusers/…; SD1.5 or "
+                                                        "ModelScope/Zeroscope)."}),
         }, "optional": {  # optional: API prompts written before these inputs existed still validate
             "motion_module": (motion_module_choices(), {"default": NONE, "tooltip": (
                 "AnimateDiff motion module from models/animatediff_models (mm_sd_v15_v2, v3_sd15_mm; original or "

@@ -382,6 +382,8 @@ CASES = [
     Case("lvdm-decode-odd-overlap", lvdm(frames=8) | {"90": _n("CVK_DecodeVideo", model=["60", 0], latent=["61", 0],
                                                                frames_per_batch=8, window=1, overlap=3)},
          "node", "CVK_DecodeVideo", "overlap", "got 3; expected an even number"),
+    Case("t2v-fps-on-a-model-without-fps", t2v(fps=8), "node", "CVK_TextToVideo", "fps",
+         "got 8; expected 0 for tiny-animatediff, which is not conditioned on fps"),
     Case("lvdm-eta-nan", lvdm(eta=NAN), "node", "CVK_UnconditionalVideo", "eta", _nan("UnconditionalVideo", "eta")),
     Case("preview-size-too-small", trajectory() | {"11": _n("CVK_CameraPreview", camera=["10", 0], size=64,
                                                            projections="top,front")},

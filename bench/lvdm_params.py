@@ -32,6 +32,29 @@ FRAMES = {"short": 4, "pred": 4, "interp": 5, "t2v": 16}
 CONTEXT = (77, 768)          # t2v: CLIP ViT-L/14 tokens × width
 
 
+def random_weights(m: torch.nn.Module, args) -> tuple:
+    """``m`` (built on the meta device) materialised on ``args.device`` with N(0, 0.02²) weights from a generator
+    seeded 0, in eval mode with ``args.attention``; returns ``(m, generator)`` (the generator then draws the inputs)."""
+    m = m.to_empty(device=args.device)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.02)
+    m.eval().set_attention(args.attention)
+    return m, g
+
+
+def timed_call(m: torch.nn.Module, inputs: tuple, device: str) -> float:
+    """Seconds of one ``m(*inputs)`` (CUDA synchronised before and after)."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    m(*inputs)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--full", action="store_true", help="also time UNet calls with random weights")
@@ -57,29 +80,15 @@ def main() -> int:
         shape = (1, cfg["in_channels"], FRAMES[name], cfg["image_size"], cfg["image_size"])
         per_call = ""
         if args.full:
-            m = m.to_empty(device=args.device)
-            g = torch.Generator().manual_seed(0)
-            with torch.no_grad():
-                for p in m.parameters():
-                    p.copy_(torch.randn(p.shape, generator=g) * 0.02)
-            m.eval().set_attention(args.attention)
+            m, g = random_weights(m, args)
             x = torch.randn(shape, generator=g).to(args.device)
             t = torch.tensor([500], device=args.device)
             if name == "t2v":
                 extra = (torch.randn(1, *CONTEXT, generator=g).to(args.device),)             # context
             else:
                 extra = (torch.tensor([100], device=args.device) if cfg.get("num_classes") else None,)   # y
-            times = []
             with torch.no_grad():
-                for i in range(args.calls + 1):
-                    if args.device.startswith("cuda"):
-                        torch.cuda.synchronize()
-                    t0 = time.perf_counter()
-                    m(x, t, *extra)
-                    if args.device.startswith("cuda"):
-                        torch.cuda.synchronize()
-                    if i:
-                        times.append(time.perf_counter() - t0)
+                times = [timed_call(m, (x, t, *extra), args.device) for _ in range(args.calls + 1)][1:]   # 1st: warm-up
             per_call = f"{sum(times) / len(times):.3f}"
             del m
         print(f"{name:>7} {cfg['_class_name']:>24} {n / 1e6:>8.1f}M {'×'.join(map(str, shape)):>16} {per_call:>8}")
@@ -99,23 +108,12 @@ def vc2_unet(args) -> None:
     shape = (1, cfg["in_channels"], 16, 40, 64)
     per_call = ""
     if args.full:
-        m = m.to_empty(device=args.device)
-        g = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for p in m.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.02)
-        m.eval().set_attention(args.attention)
+        m, g = random_weights(m, args)
         x = torch.randn(shape, generator=g).to(args.device)
         ctx = torch.randn(1, 77, cfg["context_dim"], generator=g).to(args.device)
         t, fps = torch.tensor([500], device=args.device), torch.tensor([28], device=args.device)
         with torch.no_grad():
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            m(x, t, ctx, fps)
-            if args.device.startswith("cuda"):
-                torch.cuda.synchronize()
-            per_call = f"{time.perf_counter() - t0:.3f}"
+            per_call = f"{timed_call(m, (x, t, ctx, fps), args.device):.3f}"
         del m
     print(f"{'vc2':>7} {cfg['_class_name']:>24} {n / 1e6:>8.1f}M {'×'.join(map(str, shape)):>16} {per_call:>8}")
 

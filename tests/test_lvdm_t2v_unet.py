@@ -12,11 +12,11 @@ import torch.nn.functional as F
 from cvk_testkit import ROOT
 from consistent_video_kit.models.lvdm import t2v_unet as t2v
 from consistent_video_kit.models.lvdm import unet3d as u
-from test_loaders import MANIFESTS, needs_manifests
+from test_loaders import needs_manifests
 from test_lvdm_unet import fake_xformers, randomise  # noqa: F401  (fake_xformers is a fixture)
+from test_lvdm_unet import released_shapes, state_shapes
 
 CONFIG = os.path.join(ROOT, "models", "configs", "lvdm", "t2v_unet.json")
-PREFIX = "model.diffusion_model."
 TINY = dict(image_size=8, in_channels=4, out_channels=4, model_channels=32, attention_resolutions=[2, 1],
             num_res_blocks=1, channel_mult=[1, 2], num_heads=2, transformer_depth=1, context_dim=24,
             use_checkpoint=True, legacy=False, kernel_size_t=1, padding_t=0, use_temporal_transformer=True,
@@ -47,10 +47,8 @@ def full_size():
 
 @needs_manifests
 def test_keys_and_shapes_equal_the_released_checkpoint(full_size):
-    with open(os.path.join(MANIFESTS, "lvdm_t2v.json")) as f:
-        tensors = json.load(f)["tensors"]
-    released = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
-    ours = {k: list(v.shape) for k, v in full_size.state_dict().items()}
+    released = released_shapes("lvdm_t2v.json")
+    ours = state_shapes(full_size)
     assert len(released) == 974
     assert ours == released
     blk = "input_blocks.1.1.transformer_blocks.0."

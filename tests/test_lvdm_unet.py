@@ -53,12 +53,23 @@ def full_size():
         return {name: u.build_unet(config(name)) for name in ("unet_short", "unet_pred", "unet_interp")}
 
 
+def released_shapes(manifest: str) -> dict:
+    """A released checkpoint's UNet tensors (``model.diffusion_model.`` prefix removed) from its manifest in
+    MANIFESTS: key -> shape, in the checkpoint's order."""
+    with open(os.path.join(MANIFESTS, manifest)) as f:
+        tensors = json.load(f)["tensors"]
+    return {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
+
+
+def state_shapes(module) -> dict:
+    """``module``'s state dict as key -> shape (a list), in its order."""
+    return {k: list(v.shape) for k, v in module.state_dict().items()}
+
+
 @needs_manifests
 def test_short_unet_keys_and_shapes_equal_the_released_checkpoint(full_size):
-    with open(os.path.join(MANIFESTS, "lvdm_sky_short_unet.json")) as f:
-        tensors = json.load(f)["tensors"]
-    released = {k[len(PREFIX):]: v for k, v in tensors.items() if k.startswith(PREFIX)}
-    ours = {k: list(v.shape) for k, v in full_size["unet_short"].state_dict().items()}
+    released = released_shapes("lvdm_sky_short_unet.json")
+    ours = state_shapes(full_size["unet_short"])
     assert len(released) == 668
     assert ours == released
     assert ours["input_blocks.5.1.relative_position_k.embeddings_table"] == [9, 128]
@@ -306,18 +317,29 @@ def test_gradient_checkpointing_gives_the_same_gradients():
 
 # ---------------------------------------------------------------- attention backends
 
-def test_set_attention_rejects_unknown_backend():
+def check_unknown_backend_is_refused(m):
+    """``m.set_attention`` refuses a backend that is not sdpa / xformers, naming both (shared with the other UNets'
+    tests)."""
     with pytest.raises(ValueError, match="'flash'.*sdpa.*xformers"):
-        tiny().set_attention("flash")
+        m.set_attention("flash")
 
 
-def test_xformers_missing_is_a_clear_error(monkeypatch):
+def check_missing_xformers_is_a_clear_error(m, monkeypatch):
+    """With xformers not importable, ``m.set_attention("xformers")`` says so and keeps SDPA (shared with the other
+    UNets' tests)."""
     monkeypatch.setitem(sys.modules, "xformers", None)
     monkeypatch.setitem(sys.modules, "xformers.ops", None)
-    m = tiny()
     with pytest.raises(ValueError, match="xformers.*could not be imported.*sdpa"):
         m.set_attention("xformers")
     assert m.attention_backend == "sdpa"
+
+
+def test_set_attention_rejects_unknown_backend():
+    check_unknown_backend_is_refused(tiny())
+
+
+def test_xformers_missing_is_a_clear_error(monkeypatch):
+    check_missing_xformers_is_a_clear_error(tiny(), monkeypatch)
 
 
 @pytest.fixture

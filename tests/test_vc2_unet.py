@@ -6,8 +6,6 @@ options get. Parity with the official code itself is checked outside the repo (o
 import json
 import math
 import os
-import sys
-import types
 
 import pytest
 import torch
@@ -15,10 +13,12 @@ import torch.nn.functional as F
 
 from cvk_testkit import ROOT
 from consistent_video_kit.models.lvdm import vc2_unet as v
-from test_loaders import MANIFESTS, needs_manifests
+from test_loaders import needs_manifests
+from test_lvdm_unet import fake_xformers  # noqa: F401  (a fixture)
+from test_lvdm_unet import (check_missing_xformers_is_a_clear_error, check_unknown_backend_is_refused,
+                            released_shapes, state_shapes)
 
 CONFIG = os.path.join(ROOT, "models", "configs", "lvdm", "vc2_unet.json")
-PREFIX = "model.diffusion_model."
 D = torch.float64
 TINY = dict(in_channels=4, out_channels=4, model_channels=32, attention_resolutions=[2, 1], num_res_blocks=1,
             channel_mult=[1, 2], num_head_channels=16, transformer_depth=1, context_dim=24, use_linear=True,
@@ -102,10 +102,8 @@ def full_size():
 
 @needs_manifests
 def test_keys_and_shapes_equal_the_released_checkpoint(full_size):
-    with open(os.path.join(MANIFESTS, "videocrafter2_base_512_v2.json")) as f:
-        tensors = json.load(f)["tensors"]
-    released = {k[len(PREFIX):]: s for k, s in tensors.items() if k.startswith(PREFIX)}
-    ours = {k: list(t.shape) for k, t in full_size.state_dict().items()}
+    released = released_shapes("videocrafter2_base_512_v2.json")
+    ours = state_shapes(full_size)
     assert len(released) == 1484
     assert ours == released
     assert ours["init_attn.0.proj_in.weight"] == [512, 320, 1]                  # 8 heads × 64, Conv1d
@@ -289,37 +287,11 @@ def test_whole_network_with_sdpa_equals_explicit_math(monkeypatch):
 
 
 def test_set_attention_rejects_unknown_backend():
-    with pytest.raises(ValueError, match="'flash'.*sdpa.*xformers"):
-        tiny().set_attention("flash")
+    check_unknown_backend_is_refused(tiny())
 
 
 def test_xformers_missing_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sys.modules, "xformers", None)
-    monkeypatch.setitem(sys.modules, "xformers.ops", None)
-    m = tiny()
-    with pytest.raises(ValueError, match="xformers.*could not be imported.*sdpa"):
-        m.set_attention("xformers")
-    assert m.attention_backend == "sdpa"
-
-
-@pytest.fixture
-def fake_xformers(monkeypatch):
-    """An 'xformers.ops.memory_efficient_attention' in xformers' (B, M, H, K) layout, written with plain math."""
-    calls = []
-
-    def mea(q, k, val, attn_bias=None):
-        calls.append(q.shape)
-        assert attn_bias is None
-        p = torch.einsum("bmhk,bnhk->bhmn", q, k).div(math.sqrt(q.shape[-1])).softmax(-1)
-        return torch.einsum("bhmn,bnhk->bmhk", p, val)
-
-    ops = types.ModuleType("xformers.ops")
-    ops.memory_efficient_attention = mea
-    pkg = types.ModuleType("xformers")
-    pkg.ops = ops
-    monkeypatch.setitem(sys.modules, "xformers", pkg)
-    monkeypatch.setitem(sys.modules, "xformers.ops", ops)
-    return calls
+    check_missing_xformers_is_a_clear_error(tiny(), monkeypatch)
 
 
 def test_xformers_on_cpu_is_a_clear_error(fake_xformers):

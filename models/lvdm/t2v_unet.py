@@ -46,35 +46,23 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint as _grad_checkpoint
 
-from .unet3d import (Downsample, EmbedSequential, GroupNorm32, RelativePosition, ResBlock, Upsample, _conv3d, _norm,
-                     _zero, attention, check_attention_backend, check_video_input, relative_attention,
-                     timestep_embedding)
+from .unet3d import (ADMUNetBase, AttentionProjections, GroupNorm32, RelativePosition, _zero, attention,
+                     check_video_input, maybe_checkpoint, refuse_unbuilt, relative_attention, resblock_maker,
+                     time_embed_mlp, timestep_embedding)
 
 
 # ---------------------------------------------------------------------------------------------------- attention
 
-class CrossAttention(nn.Module):
+class CrossAttention(AttentionProjections):
     """Multi-head attention with SD's names (official ``CrossAttention`` / ``MemoryEfficientCrossAttention``, which
     compute the same): ``to_q, to_k, to_v`` (Linear, no bias), ``to_out.0`` (Linear), scale ``d_head^(-1/2)``.
 
     ``x (N, L_q, dim)``, ``context (N_c, L_k, context_dim)`` or ``None`` (self-attention) ``-> (N, L_q, dim)``. With a
     context, ``N`` must be ``repeat · N_c`` (query rows ``i·repeat … (i+1)·repeat - 1`` attend to context ``i``: the
-    frames of clip ``i``); keys and values are computed once per context and repeated.
+    frames of clip ``i``); keys and values are computed once per context and repeated. Parameters as
+    :class:`.unet3d.AttentionProjections` (same constructor).
     """
-
-    def __init__(self, query_dim: int, heads: int, dim_head: int, context_dim: Optional[int] = None,
-                 dropout: float = 0.0):
-        super().__init__()
-        inner = heads * dim_head
-        self.heads = heads
-        self.dim_head = dim_head
-        self.attention_backend = "sdpa"
-        self.to_q = nn.Linear(query_dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim or query_dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim or query_dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
         n, length, _ = x.shape
@@ -88,7 +76,7 @@ class CrossAttention(nn.Module):
         return self.to_out(out.reshape(n, length, -1))
 
 
-class TemporalCrossAttention(nn.Module):
+class TemporalCrossAttention(AttentionProjections):
     """The official ``TemporalCrossAttention`` as the T2V model uses it: self-attention over frames with learned
     relative positions for keys and values (formula in the module docstring), scale ``d_head^(-1/2)`` on both logit
     terms, no mask. Keys: ``to_q, to_k, to_v, to_out.0``, ``relative_position_{k,v}.embeddings_table``
@@ -98,14 +86,9 @@ class TemporalCrossAttention(nn.Module):
     """
 
     def __init__(self, query_dim: int, heads: int, dim_head: int, temporal_length: int, dropout: float = 0.0):
-        super().__init__()
-        inner = heads * dim_head
-        self.heads = heads
-        self.dim_head = dim_head
-        self.to_q = _zero(nn.Linear(query_dim, inner, bias=False))
-        self.to_k = _zero(nn.Linear(query_dim, inner, bias=False))
-        self.to_v = _zero(nn.Linear(query_dim, inner, bias=False))
-        self.to_out = nn.Sequential(_zero(nn.Linear(inner, query_dim)), nn.Dropout(dropout))
+        super().__init__(query_dim, heads, dim_head, dropout=dropout)
+        for layer in (self.to_q, self.to_k, self.to_v, self.to_out[0]):
+            _zero(layer)
         self.relative_position_k = RelativePosition(dim_head, temporal_length)
         self.relative_position_v = RelativePosition(dim_head, temporal_length)
 
@@ -169,9 +152,7 @@ class BasicTransformerBlockST(nn.Module):
         self.norm5 = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        if self.use_checkpoint and torch.is_grad_enabled() and (x.requires_grad or self.training):
-            return _grad_checkpoint(self._forward, x, context, use_reentrant=False)
-        return self._forward(x, context)
+        return maybe_checkpoint(self, self._forward, x, context)
 
     def _forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
@@ -218,7 +199,7 @@ def _refuse(name: str, value, expected, why: str = "the released T2V config neve
     raise ValueError(f"T2VUNet: {name}={value!r} is not supported ({why}); expected {expected}")
 
 
-class T2VUNet(nn.Module):
+class T2VUNet(ADMUNetBase):
     """LVDM's text-to-video UNet (official ``UNetModel`` with ``use_temporal_transformer=True``), built from the
     config's ``params`` names.
 
@@ -277,96 +258,44 @@ class T2VUNet(nn.Module):
             raise ValueError(f"T2VUNet: use_relative_position needs temporal_length >= 1, got {temporal_length!r}")
         if not isinstance(transformer_depth, int) or transformer_depth < 1:
             raise ValueError(f"T2VUNet: transformer_depth must be a positive int, got {transformer_depth!r}")
-        for name, value, default in (("conv_resample", conv_resample, True), ("dims", dims, 3),
-                                     ("num_classes", num_classes, None),
-                                     ("use_fp16", use_fp16, False), ("resblock_updown", resblock_updown, False),
-                                     ("num_heads_upsample", num_heads_upsample, -1),
-                                     ("nonlinearity_type", nonlinearity_type, "silu"),
-                                     ("ST_transformer_module", ST_transformer_module, "attention_temporal"),
-                                     ("ST_transformer_class", ST_transformer_class, "SpatialTemporalTransformer")):
-            if value != default:
-                _refuse(name, value, repr(default))
+        refuse_unbuilt(_refuse, (("conv_resample", conv_resample, True), ("dims", dims, 3),
+                                 ("num_classes", num_classes, None),
+                                 ("use_fp16", use_fp16, False), ("resblock_updown", resblock_updown, False),
+                                 ("num_heads_upsample", num_heads_upsample, -1),
+                                 ("nonlinearity_type", nonlinearity_type, "silu"),
+                                 ("ST_transformer_module", ST_transformer_module, "attention_temporal"),
+                                 ("ST_transformer_class", ST_transformer_class, "SpatialTemporalTransformer")))
         if num_heads == -1 and num_head_channels == -1:
             raise ValueError("T2VUNet: set num_heads or num_head_channels (both are -1)")
 
         self.image_size = image_size
-        self.in_channels = in_channels
-        self.model_channels = model_channels
-        self.out_channels = out_channels
-        self.num_res_blocks = num_res_blocks
-        self.attention_resolutions = tuple(attention_resolutions)
-        self.channel_mult = tuple(channel_mult)
+        ted = self._record_layout(in_channels, model_channels, out_channels, num_res_blocks, attention_resolutions,
+                                  channel_mult, temporal_length)
         self.context_dim = context_dim
-        self.temporal_length = temporal_length
-        self.time_embed_dim = ted = model_channels * 4
-
-        def res(c_in, c_out=None):
-            return ResBlock(c_in, ted, dropout, out_channels=c_out, use_scale_shift_norm=use_scale_shift_norm,
-                            use_checkpoint=use_checkpoint, kernel_size_t=kernel_size_t, padding_t=padding_t)
+        res = resblock_maker(ted, dropout, use_scale_shift_norm=use_scale_shift_norm, use_checkpoint=use_checkpoint,
+                             kernel_size_t=kernel_size_t, padding_t=padding_t)
 
         def attn(ch):
             heads = num_heads if num_head_channels == -1 else ch // num_head_channels
             if heads < 1 or ch % heads:
                 raise ValueError(f"T2VUNet: attention width {ch} is not divisible into {heads} heads "
                                  f"(num_heads={num_heads}, num_head_channels={num_head_channels})")
-            return SpatialTemporalTransformer(ch, heads, ch // heads, transformer_depth, context_dim,
-                                              temporal_length, dropout, use_checkpoint)
+            return [SpatialTemporalTransformer(ch, heads, ch // heads, transformer_depth, context_dim,
+                                               temporal_length, dropout, use_checkpoint)]
 
-        self.time_embed = nn.Sequential(nn.Linear(model_channels, ted), nn.SiLU(), nn.Linear(ted, ted))
-        self.input_blocks = nn.ModuleList([EmbedSequential(_conv3d(in_channels, model_channels, kernel_size_t,
-                                                                   padding_t))])
-        chans, ch, ds = [model_channels], model_channels, 1
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layers = [res(ch, mult * model_channels)]
-                ch = mult * model_channels
-                if ds in self.attention_resolutions:
-                    layers.append(attn(ch))
-                self.input_blocks.append(EmbedSequential(*layers))
-                chans.append(ch)
-            if level != len(channel_mult) - 1:
-                self.input_blocks.append(EmbedSequential(Downsample(ch, kernel_size_t, padding_t)))
-                chans.append(ch)
-                ds *= 2
-        self.middle_block = EmbedSequential(res(ch), attn(ch), res(ch))
-        self.output_blocks = nn.ModuleList()
-        for level, mult in list(enumerate(channel_mult))[::-1]:
-            for i in range(num_res_blocks + 1):
-                layers = [res(ch + chans.pop(), model_channels * mult)]
-                ch = model_channels * mult
-                if ds in self.attention_resolutions:
-                    layers.append(attn(ch))
-                if level and i == num_res_blocks:
-                    layers.append(Upsample(ch, kernel_size_t, padding_t))
-                    ds //= 2
-                self.output_blocks.append(EmbedSequential(*layers))
-        self.out = nn.Sequential(_norm(ch), nn.SiLU(),
-                                 _zero(_conv3d(model_channels, out_channels, kernel_size_t, padding_t)))
-        self._backend = "sdpa"
-
-    @classmethod
-    def from_config(cls, config: dict) -> "T2VUNet":
-        """Build from the shipped config (``models/configs/lvdm/t2v_unet.json``); keys starting with ``_`` are
-        metadata and are dropped."""
-        return cls(**{k: v for k, v in config.items() if not k.startswith("_")})
+        self.time_embed = time_embed_mlp(model_channels, ted)
+        self._build_lvdm_skeleton(res, attn, kernel_size_t, padding_t)
 
     # ---------------------------------------------------------------- attention backend
 
-    @property
-    def attention_backend(self) -> str:
-        return self._backend
+    _attention_layers = CrossAttention
 
     def set_attention(self, backend: str) -> "T2VUNet":
         """Choose the attention kernel: ``"sdpa"`` (default; ``F.scaled_dot_product_attention``) or ``"xformers"``
         (``xformers.ops.memory_efficient_attention`` for the spatial self- and cross-attention; the temporal
         attention with relative positions stays on SDPA, which returns the probabilities its value term needs).
         xformers must be importable (checked here) and the input on CUDA (checked at the call). Returns ``self``."""
-        check_attention_backend(backend, "T2VUNet")
-        self._backend = backend
-        for m in self.modules():
-            if isinstance(m, CrossAttention):
-                m.attention_backend = backend
-        return self
+        return self._set_attention(backend, "T2VUNet")
 
     # ---------------------------------------------------------------- forward
 
@@ -392,12 +321,4 @@ class T2VUNet(nn.Module):
         dtype = self.time_embed[0].weight.dtype
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(dtype))
         context = context.to(device=x.device, dtype=dtype)
-        h = x.to(dtype)
-        hs = []
-        for module in self.input_blocks:
-            h = module(h, emb, context)
-            hs.append(h)
-        h = self.middle_block(h, emb, context)
-        for module in self.output_blocks:
-            h = module(torch.cat([h, hs.pop()], dim=1), emb, context)
-        return self.out(h).to(x.dtype)
+        return self.out(self._run_blocks(x.to(dtype), emb, context)).to(x.dtype)

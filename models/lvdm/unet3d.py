@@ -106,6 +106,20 @@ def _zero(module: nn.Module) -> nn.Module:
     return module
 
 
+def time_embed_mlp(model_channels: int, emb_channels: int) -> nn.Sequential:
+    """``Linear(model_channels, E) → SiLU → Linear(E, E)``: the official ``time_embed`` (and VideoCrafter2's
+    ``fps_embedding``)."""
+    return nn.Sequential(nn.Linear(model_channels, emb_channels), nn.SiLU(), nn.Linear(emb_channels, emb_channels))
+
+
+def maybe_checkpoint(module: nn.Module, fn, x: torch.Tensor, *args) -> torch.Tensor:
+    """``fn(x, *args)``, gradient-checkpointed when ``module.use_checkpoint`` is set and a backward pass may follow
+    (grad mode on and ``x`` requiring grad or the module training); the results are the same either way."""
+    if module.use_checkpoint and torch.is_grad_enabled() and (x.requires_grad or module.training):
+        return _grad_checkpoint(fn, x, *args, use_reentrant=False)
+    return fn(x, *args)
+
+
 class Upsample(nn.Module):
     """Nearest ×2 in h and w (time kept), then a ``(kernel_size_t, 3, 3)`` conv. ``(B, C, T, h, w) -> (B, C, T, 2h,
     2w)``; with ``dims=2`` a 3×3 Conv2d, ``(N, C, h, w) -> (N, C, 2h, 2w)``."""
@@ -167,9 +181,7 @@ class ResBlock(nn.Module):
             self.skip_connection = (nn.Conv2d if dims == 2 else nn.Conv3d)(channels, self.out_channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, *args) -> torch.Tensor:
-        if self.use_checkpoint and torch.is_grad_enabled() and (x.requires_grad or self.training):
-            return _grad_checkpoint(self._forward, x, emb, *args, use_reentrant=False)
-        return self._forward(x, emb, *args)
+        return maybe_checkpoint(self, self._forward, x, emb, *args)
 
     def _forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.in_layers(x)
@@ -220,6 +232,24 @@ def check_attention_backend(backend: str, who: str) -> None:
         raise ValueError(f"{who}.set_attention: backend {backend!r} is not one of {ATTENTION_BACKENDS}")
     if backend == "xformers":
         _xformers_ops()
+
+
+class AttentionProjections(nn.Module):
+    """SD's attention parameters, as the official ``CrossAttention`` names them: ``to_q, to_k, to_v`` (Linear, no
+    bias; keys and values from ``context_dim`` wide tokens, or ``query_dim`` for self-attention), ``to_out.0``
+    (Linear) and ``to_out.1`` (Dropout); ``heads · dim_head`` inner width. Subclasses add ``forward``."""
+
+    def __init__(self, query_dim: int, heads: int, dim_head: int, context_dim: Optional[int] = None,
+                 dropout: float = 0.0):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.dim_head = dim_head
+        self.attention_backend = "sdpa"
+        self.to_q = nn.Linear(query_dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim or query_dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim or query_dim, inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(dropout))
 
 
 def _check_xformers_device(device: torch.device) -> None:
@@ -362,19 +392,35 @@ class EmbedSequential(nn.Sequential):
 
 # ---------------------------------------------------------------------------------------------------- the UNet
 
-def check_video_input(who: str, x: torch.Tensor, timesteps, in_channels: int, n_down: int) -> torch.Tensor:
-    """ValueError unless ``x`` is ``(B, in_channels, T, h, w)`` with ``h, w`` divisible by ``2^n_down`` and
-    ``timesteps`` is ``(B,)`` or 0-d. Returns the timesteps as a ``(B,)`` tensor on ``x``'s device."""
+def refuse_unbuilt(refuse, options) -> None:
+    """``refuse(name, value, repr(default))`` (which raises) for the first ``(name, value, default)`` of ``options``
+    whose value is not the default: the options a UNet accepts only at their official / released values."""
+    for name, value, default in options:
+        if value != default:
+            refuse(name, value, repr(default))
+
+
+def check_video_shape(who: str, x: torch.Tensor, in_channels: int, n_down: int, mask_channel: bool = True) -> None:
+    """ValueError unless ``x`` is ``(B, in_channels, T, h, w)`` with ``h, w`` divisible by ``2^n_down``. With
+    ``mask_channel``, a 5-channel model's error names the 4 latent + 1 mask channels (LVDM's pred / interp)."""
     if not isinstance(x, torch.Tensor) or x.dim() != 5:
         raise ValueError(f"{who}: x must be a 5-D tensor (B, C, T, h, w), got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     b, c, t, h, w = x.shape
     if c != in_channels:
-        extra = " (4 latent channels + 1 mask channel)" if in_channels == 5 else ""
+        extra = " (4 latent channels + 1 mask channel)" if mask_channel and in_channels == 5 else ""
         raise ValueError(f"{who}: x has {c} channels, expected in_channels = {in_channels}{extra}")
     f = 2 ** n_down
     if h % f or w % f:
         raise ValueError(f"{who}: latent size {h}×{w} must be divisible by {f} ({n_down} spatial downsamplings)")
+
+
+def check_video_input(who: str, x: torch.Tensor, timesteps, in_channels: int, n_down: int) -> torch.Tensor:
+    """ValueError unless ``x`` is ``(B, in_channels, T, h, w)`` with ``h, w`` divisible by ``2^n_down``
+    (:func:`check_video_shape`) and ``timesteps`` is ``(B,)`` or 0-d. Returns the timesteps as a ``(B,)`` tensor on
+    ``x``'s device."""
+    check_video_shape(who, x, in_channels, n_down)
+    b = x.shape[0]
     timesteps = torch.as_tensor(timesteps, device=x.device)
     if timesteps.dim() == 0:
         timesteps = timesteps.expand(b)
@@ -383,11 +429,127 @@ def check_video_input(who: str, x: torch.Tensor, timesteps, in_channels: int, n_
     return timesteps
 
 
+def resblock_maker(emb_channels: int, dropout: float, **kwargs):
+    """``res(c_in, c_out=None)``: a :class:`ResBlock` from ``c_in`` to ``c_out`` channels (``c_in`` if None) with the
+    embedding width, dropout and ``kwargs`` (``use_scale_shift_norm``, ``use_checkpoint``, ...) fixed."""
+    def res(c_in: int, c_out: Optional[int] = None) -> ResBlock:
+        return ResBlock(c_in, emb_channels, dropout, out_channels=c_out, **kwargs)
+    return res
+
+
+def build_adm_blocks(input_blocks: nn.ModuleList, seq, model_channels: int, channel_mult: Sequence[int],
+                     num_res_blocks: int, attention_resolutions: Sequence[int], res, attn, kernel_size_t: int,
+                     padding_t: int, dims: int = 3):
+    """The ADM skeleton (official ``UNetModel.__init__``), shared by LVDM's, the T2V and VideoCrafter2's UNets.
+
+    Appends the encoder to ``input_blocks`` (which holds the input conv): per level ``num_res_blocks`` ×
+    ``seq(res(c_in, c_out), *attn(c_out))`` (``attn`` only where the downsampling rate ``ds`` is in
+    ``attention_resolutions``), a ``seq(Downsample)`` between levels; then builds the middle block ``seq(res(ch),
+    *attn(ch), res(ch))`` and the decoder (per level ``num_res_blocks + 1`` × ResBlock on the skip concat (+ attn), an
+    Upsample closing each level but the last). ``res(c_in, c_out=None)`` builds a ResBlock, ``attn(ch)`` the list of
+    attention layers at width ``ch``, ``seq(*layers)`` the container; ``kernel_size_t, padding_t, dims`` go to the
+    resamplers. Modules are created in the official order. Returns ``(middle_block, output_blocks, ch)``.
+    """
+    chans, ch, ds = [model_channels], model_channels, 1
+    for level, mult in enumerate(channel_mult):
+        for _ in range(num_res_blocks):
+            layers = [res(ch, mult * model_channels)]
+            ch = mult * model_channels
+            if ds in attention_resolutions:
+                layers += attn(ch)
+            input_blocks.append(seq(*layers))
+            chans.append(ch)
+        if level != len(channel_mult) - 1:
+            input_blocks.append(seq(Downsample(ch, kernel_size_t, padding_t, dims=dims)))
+            chans.append(ch)
+            ds *= 2
+    middle_block = seq(res(ch), *attn(ch), res(ch))
+    output_blocks = nn.ModuleList()
+    for level, mult in list(enumerate(channel_mult))[::-1]:
+        for i in range(num_res_blocks + 1):
+            layers = [res(ch + chans.pop(), model_channels * mult)]
+            ch = model_channels * mult
+            if ds in attention_resolutions:
+                layers += attn(ch)
+            if level and i == num_res_blocks:
+                layers.append(Upsample(ch, kernel_size_t, padding_t, dims=dims))
+                ds //= 2
+            output_blocks.append(seq(*layers))
+    return middle_block, output_blocks, ch
+
+
+class ADMUNetBase(nn.Module):
+    """What LVDM's, the T2V and VideoCrafter2's UNets share around the ADM skeleton: :meth:`from_config`, the
+    attention backend, and the pass through ``input_blocks``, ``middle_block`` and ``output_blocks``. A subclass sets
+    ``_attention_layers`` (the module class whose ``attention_backend`` :meth:`_set_attention` sets)."""
+
+    _attention_layers: type = nn.Module
+
+    def _record_layout(self, in_channels: int, model_channels: int, out_channels: int, num_res_blocks: int,
+                       attention_resolutions: Sequence[int], channel_mult: Sequence[int],
+                       temporal_length: Optional[int]) -> int:
+        """Keep the layout arguments as attributes (``attention_resolutions`` and ``channel_mult`` as tuples) and
+        ``time_embed_dim = 4·model_channels``; returns ``time_embed_dim``."""
+        self.in_channels = in_channels
+        self.model_channels = model_channels
+        self.out_channels = out_channels
+        self.num_res_blocks = num_res_blocks
+        self.attention_resolutions = tuple(attention_resolutions)
+        self.channel_mult = tuple(channel_mult)
+        self.temporal_length = temporal_length
+        self.time_embed_dim = model_channels * 4
+        return self.time_embed_dim
+
+    def _build_lvdm_skeleton(self, res, attn, kernel_size_t: int, padding_t: int) -> None:
+        """LVDM's skeleton (Conv3d convs, :class:`EmbedSequential` blocks) from the recorded layout: ``input_blocks``
+        (the input conv, then :func:`build_adm_blocks`), ``middle_block``, ``output_blocks``, ``out`` (GroupNorm, SiLU,
+        zero conv); the attention backend starts as SDPA."""
+        mc = self.model_channels
+        self.input_blocks = nn.ModuleList([EmbedSequential(_conv3d(self.in_channels, mc, kernel_size_t, padding_t))])
+        self.middle_block, self.output_blocks, ch = build_adm_blocks(
+            self.input_blocks, EmbedSequential, mc, self.channel_mult, self.num_res_blocks,
+            self.attention_resolutions, res, attn, kernel_size_t, padding_t)
+        self.out = nn.Sequential(_norm(ch), nn.SiLU(), _zero(_conv3d(mc, self.out_channels, kernel_size_t, padding_t)))
+        self._backend = "sdpa"
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """Build from a shipped config (``models/configs/lvdm/*.json``); keys starting with ``_`` are metadata and
+        are dropped."""
+        return cls(**{k: v for k, v in config.items() if not k.startswith("_")})
+
+    @property
+    def attention_backend(self) -> str:
+        return self._backend
+
+    def _set_attention(self, backend: str, who: str):
+        check_attention_backend(backend, who)
+        self._backend = backend
+        for m in self.modules():
+            if isinstance(m, self._attention_layers):
+                m.attention_backend = backend
+        return self
+
+    def _run_blocks(self, h: torch.Tensor, *cond, after_first: Optional[nn.Module] = None) -> torch.Tensor:
+        """``input_blocks`` (each output kept as a skip; ``after_first`` applied after the first), ``middle_block``,
+        ``output_blocks`` (each on ``[h, skip]`` concatenated over channels); every block gets ``(h, *cond)``."""
+        hs = []
+        for i, module in enumerate(self.input_blocks):
+            h = module(h, *cond)
+            if i == 0 and after_first is not None:
+                h = after_first(h, *cond)
+            hs.append(h)
+        h = self.middle_block(h, *cond)
+        for module in self.output_blocks:
+            h = module(torch.cat([h, hs.pop()], dim=1), *cond)
+        return h
+
+
 def _refuse(name: str, value, expected, why: str = "the released LVDM configs never use it and it is not built here"):
     raise ValueError(f"LVDMUNet: {name}={value!r} is not supported ({why}); expected {expected}")
 
 
-class LVDMUNet(nn.Module):
+class LVDMUNet(ADMUNetBase):
     """LVDM's 3-D UNet (official ``UNetModel`` with ``use_temporal_transformer=False``), built from the configs'
     ``params`` names.
 
@@ -437,15 +599,13 @@ class LVDMUNet(nn.Module):
                     "the T2V model's SpatialTemporalTransformer is a different network, not built here")
         if context_dim is not None:
             _refuse("context_dim", context_dim, "None", "cross-attention needs use_temporal_transformer")
-        for name, value, default in (("conv_resample", conv_resample, True), ("dims", dims, 3),
-                                     ("use_fp16", use_fp16, False), ("resblock_updown", resblock_updown, False),
-                                     ("transformer_depth", transformer_depth, 1),
-                                     ("num_heads_upsample", num_heads_upsample, -1),
-                                     ("nonlinearity_type", nonlinearity_type, "silu"),
-                                     ("ST_transformer_module", ST_transformer_module, "attention_temporal"),
-                                     ("ST_transformer_class", ST_transformer_class, "SpatialTemporalTransformer")):
-            if value != default:
-                _refuse(name, value, repr(default))
+        refuse_unbuilt(_refuse, (("conv_resample", conv_resample, True), ("dims", dims, 3),
+                                 ("use_fp16", use_fp16, False), ("resblock_updown", resblock_updown, False),
+                                 ("transformer_depth", transformer_depth, 1),
+                                 ("num_heads_upsample", num_heads_upsample, -1),
+                                 ("nonlinearity_type", nonlinearity_type, "silu"),
+                                 ("ST_transformer_module", ST_transformer_module, "attention_temporal"),
+                                 ("ST_transformer_class", ST_transformer_class, "SpatialTemporalTransformer")))
         if num_heads == -1 and num_head_channels == -1:
             raise ValueError("LVDMUNet: set num_heads or num_head_channels (both are -1)")
         if use_relative_position and (not isinstance(temporal_length, int) or temporal_length < 1):
@@ -454,85 +614,33 @@ class LVDMUNet(nn.Module):
             raise ValueError(f"LVDMUNet: num_classes must be None or a positive int, got {num_classes!r}")
 
         self.image_size = image_size
-        self.in_channels = in_channels
-        self.model_channels = model_channels
-        self.out_channels = out_channels
-        self.num_res_blocks = num_res_blocks
-        self.attention_resolutions = tuple(attention_resolutions)
-        self.channel_mult = tuple(channel_mult)
+        ted = self._record_layout(in_channels, model_channels, out_channels, num_res_blocks, attention_resolutions,
+                                  channel_mult, temporal_length)
         self.num_classes = num_classes
-        self.temporal_length = temporal_length
         self.use_relative_position = use_relative_position
-        self.time_embed_dim = ted = model_channels * 4
-
-        def res(c_in, c_out=None):
-            return ResBlock(c_in, ted, dropout, out_channels=c_out, use_scale_shift_norm=use_scale_shift_norm,
-                            use_checkpoint=use_checkpoint, kernel_size_t=kernel_size_t, padding_t=padding_t)
+        res = resblock_maker(ted, dropout, use_scale_shift_norm=use_scale_shift_norm, use_checkpoint=use_checkpoint,
+                             kernel_size_t=kernel_size_t, padding_t=padding_t)
 
         def attn(ch):
             heads = num_heads if num_head_channels == -1 else ch // num_head_channels
-            return STAttentionBlock(ch, heads, temporal_length, use_relative_position)
+            return [STAttentionBlock(ch, heads, temporal_length, use_relative_position)]
 
-        self.time_embed = nn.Sequential(nn.Linear(model_channels, ted), nn.SiLU(), nn.Linear(ted, ted))
+        self.time_embed = time_embed_mlp(model_channels, ted)
         if num_classes is not None:
             self.label_emb = nn.Embedding(num_classes, ted)
 
-        self.input_blocks = nn.ModuleList([EmbedSequential(_conv3d(in_channels, model_channels, kernel_size_t,
-                                                                   padding_t))])
-        chans, ch, ds = [model_channels], model_channels, 1
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layers = [res(ch, mult * model_channels)]
-                ch = mult * model_channels
-                if ds in self.attention_resolutions:
-                    layers.append(attn(ch))
-                self.input_blocks.append(EmbedSequential(*layers))
-                chans.append(ch)
-            if level != len(channel_mult) - 1:
-                self.input_blocks.append(EmbedSequential(Downsample(ch, kernel_size_t, padding_t)))
-                chans.append(ch)
-                ds *= 2
-        self.middle_block = EmbedSequential(res(ch), attn(ch), res(ch))
-        self.output_blocks = nn.ModuleList()
-        for level, mult in list(enumerate(channel_mult))[::-1]:
-            for i in range(num_res_blocks + 1):
-                layers = [res(ch + chans.pop(), model_channels * mult)]
-                ch = model_channels * mult
-                if ds in self.attention_resolutions:
-                    layers.append(attn(ch))
-                if level and i == num_res_blocks:
-                    layers.append(Upsample(ch, kernel_size_t, padding_t))
-                    ds //= 2
-                self.output_blocks.append(EmbedSequential(*layers))
-        self.out = nn.Sequential(_norm(ch), nn.SiLU(),
-                                 _zero(_conv3d(model_channels, out_channels, kernel_size_t, padding_t)))
-        self._backend = "sdpa"
-
-    # ---------------------------------------------------------------- construction helpers
-
-    @classmethod
-    def from_config(cls, config: dict) -> "LVDMUNet":
-        """Build from a shipped config (``models/configs/lvdm/unet_*.json``); keys starting with ``_`` are
-        metadata and are dropped."""
-        return cls(**{k: v for k, v in config.items() if not k.startswith("_")})
+        self._build_lvdm_skeleton(res, attn, kernel_size_t, padding_t)
 
     # ---------------------------------------------------------------- attention backend
 
-    @property
-    def attention_backend(self) -> str:
-        return self._backend
+    _attention_layers = STAttentionBlock
 
     def set_attention(self, backend: str) -> "LVDMUNet":
         """Choose the attention kernel: ``"sdpa"`` (default; ``F.scaled_dot_product_attention``) or ``"xformers"``
         (``xformers.ops.memory_efficient_attention`` for the spatial attention; the temporal attention with relative
         positions stays on SDPA, which returns the probabilities its value term needs). xformers must be importable
         (checked here) and the input on CUDA (checked at the call). Returns ``self``."""
-        check_attention_backend(backend, "LVDMUNet")
-        self._backend = backend
-        for m in self.modules():
-            if isinstance(m, STAttentionBlock):
-                m.attention_backend = backend
-        return self
+        return self._set_attention(backend, "LVDMUNet")
 
     # ---------------------------------------------------------------- forward
 
@@ -568,15 +676,7 @@ class LVDMUNet(nn.Module):
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(dtype))
         if y is not None:
             emb = emb + self.label_emb(y.to(x.device).long())
-        h = x.to(dtype)
-        hs = []
-        for module in self.input_blocks:
-            h = module(h, emb)
-            hs.append(h)
-        h = self.middle_block(h, emb)
-        for module in self.output_blocks:
-            h = module(torch.cat([h, hs.pop()], dim=1), emb)
-        return self.out(h).to(x.dtype)
+        return self.out(self._run_blocks(x.to(dtype), emb)).to(x.dtype)
 
 
 class LVDMFrameInterpPredUNet(LVDMUNet):

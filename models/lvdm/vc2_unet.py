@@ -48,11 +48,11 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint as _grad_checkpoint
 
 from ..cameractrl import _FeedForward
-from .unet3d import (ATTENTION_BACKENDS, Downsample, GroupNorm32, ResBlock, Upsample, _check_xformers_device, _zero,
-                     _xformers_ops, timestep_embedding)
+from .unet3d import (ADMUNetBase, AttentionProjections, GroupNorm32, ResBlock, _check_xformers_device, _xformers_ops,
+                     _zero, build_adm_blocks, check_video_shape, maybe_checkpoint, refuse_unbuilt, time_embed_mlp,
+                     timestep_embedding)
 
 INIT_ATTN_HEADS = 8        # hard-coded in the official UNetModel for init_attn
 
@@ -86,7 +86,7 @@ def _token_proj(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, layer.weight.reshape(layer.weight.shape[0], -1), layer.bias)
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(AttentionProjections):
     """The official ``CrossAttention`` without relative positions (keys ``to_q``, ``to_k``, ``to_v`` without bias,
     ``to_out.0``).
 
@@ -97,15 +97,7 @@ class CrossAttention(nn.Module):
 
     def __init__(self, query_dim: int, context_dim: Optional[int] = None, heads: int = 8, dim_head: int = 64,
                  dropout: float = 0.0):
-        super().__init__()
-        inner = heads * dim_head
-        self.heads = heads
-        self.dim_head = dim_head
-        self.attention_backend = "sdpa"
-        self.to_q = nn.Linear(query_dim, inner, bias=False)
-        self.to_k = nn.Linear(context_dim or query_dim, inner, bias=False)
-        self.to_v = nn.Linear(context_dim or query_dim, inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(dropout))
+        super().__init__(query_dim, heads, dim_head, context_dim, dropout)
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
         q = self.to_q(x)
@@ -136,9 +128,7 @@ class BasicTransformerBlock(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.use_checkpoint and torch.is_grad_enabled() and (x.requires_grad or self.training):
-            return _grad_checkpoint(self._forward, x, context, use_reentrant=False)
-        return self._forward(x, context)
+        return maybe_checkpoint(self, self._forward, x, context)
 
     def _forward(self, x: torch.Tensor, context: Optional[torch.Tensor]) -> torch.Tensor:
         x = self.attn1(self.norm1(x)) + x
@@ -146,7 +136,24 @@ class BasicTransformerBlock(nn.Module):
         return self.ff(self.norm3(x)) + x
 
 
-class SpatialTransformer(nn.Module):
+class _Transformer(nn.Module):
+    """The parameters of :class:`SpatialTransformer` and :class:`TemporalTransformer`: ``norm`` (GroupNorm(32), eps
+    1e-6), ``proj_in``, ``transformer_blocks`` (``depth`` × :class:`BasicTransformerBlock`, ``attn2`` to
+    ``context_dim`` wide tokens or self), zero-initialised ``proj_out``; the projections Linear with ``use_linear``,
+    else kernel-1 ``conv`` (Conv2d / Conv1d)."""
+
+    def __init__(self, in_channels: int, n_heads: int, d_head: int, depth: int, context_dim: Optional[int],
+                 use_linear: bool, conv: type, use_checkpoint: bool):
+        super().__init__()
+        inner = n_heads * d_head
+        self.norm = GroupNorm32(32, in_channels, eps=1e-6)
+        self.proj_in = nn.Linear(in_channels, inner) if use_linear else conv(in_channels, inner, 1)
+        self.transformer_blocks = nn.ModuleList(
+            [BasicTransformerBlock(inner, n_heads, d_head, context_dim, use_checkpoint) for _ in range(depth)])
+        self.proj_out = _zero(nn.Linear(inner, in_channels) if use_linear else conv(inner, in_channels, 1))
+
+
+class SpatialTransformer(_Transformer):
     """Per-frame transformer (official ``SpatialTransformer``): GroupNorm(32, eps 1e-6) → ``proj_in`` → ``depth``
     blocks over the ``h·w`` tokens (cross-attention to the context) → zero-initialised ``proj_out``, residual.
     ``proj_in`` / ``proj_out`` are Linear with ``use_linear``, else Conv2d 1×1.
@@ -156,13 +163,7 @@ class SpatialTransformer(nn.Module):
 
     def __init__(self, in_channels: int, n_heads: int, d_head: int, depth: int, context_dim: int,
                  use_linear: bool, use_checkpoint: bool = False):
-        super().__init__()
-        inner = n_heads * d_head
-        self.norm = GroupNorm32(32, in_channels, eps=1e-6)
-        self.proj_in = nn.Linear(in_channels, inner) if use_linear else nn.Conv2d(in_channels, inner, 1)
-        self.transformer_blocks = nn.ModuleList(
-            [BasicTransformerBlock(inner, n_heads, d_head, context_dim, use_checkpoint) for _ in range(depth)])
-        self.proj_out = _zero(nn.Linear(inner, in_channels) if use_linear else nn.Conv2d(inner, in_channels, 1))
+        super().__init__(in_channels, n_heads, d_head, depth, context_dim, use_linear, nn.Conv2d, use_checkpoint)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -172,7 +173,7 @@ class SpatialTransformer(nn.Module):
         return x + _token_proj(self.proj_out, tokens).transpose(1, 2).reshape(n, c, h, w)
 
 
-class TemporalTransformer(nn.Module):
+class TemporalTransformer(_Transformer):
     """Per-pixel transformer over the frames (official ``TemporalTransformer`` with ``only_self_att``, no relative
     positions, no causal mask): GroupNorm(32, eps 1e-6) over ``(B, C, T, h, w)`` → ``proj_in`` → ``depth`` blocks over
     the ``T`` tokens of each pixel (``attn2`` a second self-attention) → zero-initialised ``proj_out``, residual.
@@ -183,13 +184,7 @@ class TemporalTransformer(nn.Module):
 
     def __init__(self, in_channels: int, n_heads: int, d_head: int, depth: int, use_linear: bool,
                  use_checkpoint: bool = False):
-        super().__init__()
-        inner = n_heads * d_head
-        self.norm = GroupNorm32(32, in_channels, eps=1e-6)
-        self.proj_in = nn.Linear(in_channels, inner) if use_linear else nn.Conv1d(in_channels, inner, 1)
-        self.transformer_blocks = nn.ModuleList(
-            [BasicTransformerBlock(inner, n_heads, d_head, None, use_checkpoint) for _ in range(depth)])
-        self.proj_out = _zero(nn.Linear(inner, in_channels) if use_linear else nn.Conv1d(inner, in_channels, 1))
+        super().__init__(in_channels, n_heads, d_head, depth, None, use_linear, nn.Conv1d, use_checkpoint)
 
     def forward(self, x: torch.Tensor, frames: int) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -272,7 +267,7 @@ def _refuse(name: str, value, expected, why: str = "the released VideoCrafter2 c
     raise ValueError(f"VC2UNet: {name}={value!r} is not supported ({why}); expected {expected}")
 
 
-class VC2UNet(nn.Module):
+class VC2UNet(ADMUNetBase):
     """VideoCrafter2's UNet (official ``UNetModel``), built from the config's ``unet_config.params`` names.
 
     Layout: ``time_embed`` (+ ``fps_embedding``); ``input_blocks`` (conv in; per level ``num_res_blocks`` ×
@@ -318,16 +313,14 @@ class VC2UNet(nn.Module):
                  temporal_length: Optional[int] = None, use_fp16: bool = False, addition_attention: bool = False,
                  use_image_attention: bool = False, temporal_transformer_depth: int = 1, fps_cond: bool = False):
         super().__init__()
-        for name, value, released in (("conv_resample", conv_resample, True), ("dims", dims, 2),
-                                      ("resblock_updown", resblock_updown, False),
-                                      ("tempspatial_aware", tempspatial_aware, False),
-                                      ("temporal_selfatt_only", temporal_selfatt_only, True),
-                                      ("use_relative_position", use_relative_position, False),
-                                      ("use_causal_attention", use_causal_attention, False),
-                                      ("use_fp16", use_fp16, False),
-                                      ("use_image_attention", use_image_attention, False)):
-            if value != released:
-                _refuse(name, value, repr(released))
+        refuse_unbuilt(_refuse, (("conv_resample", conv_resample, True), ("dims", dims, 2),
+                                 ("resblock_updown", resblock_updown, False),
+                                 ("tempspatial_aware", tempspatial_aware, False),
+                                 ("temporal_selfatt_only", temporal_selfatt_only, True),
+                                 ("use_relative_position", use_relative_position, False),
+                                 ("use_causal_attention", use_causal_attention, False),
+                                 ("use_fp16", use_fp16, False),
+                                 ("use_image_attention", use_image_attention, False)))
         if not isinstance(context_dim, int) or context_dim < 1:
             _refuse("context_dim", context_dim, "a positive int (the text-token width, 1024)",
                     "the network is text-conditioned; the context-free variant is not built here")
@@ -340,17 +333,11 @@ class VC2UNet(nn.Module):
             raise ValueError(f"VC2UNet: every width must be divisible by 32 (GroupNorm(32)), got model_channels="
                              f"{model_channels}, channel_mult={list(channel_mult)}")
 
-        self.in_channels = in_channels
-        self.model_channels = model_channels
-        self.out_channels = out_channels
-        self.num_res_blocks = num_res_blocks
-        self.attention_resolutions = tuple(attention_resolutions)
-        self.channel_mult = tuple(channel_mult)
+        ted = self._record_layout(in_channels, model_channels, out_channels, num_res_blocks, attention_resolutions,
+                                  channel_mult, temporal_length)
         self.context_dim = context_dim
-        self.temporal_length = temporal_length
         self.fps_cond = fps_cond
         self.addition_attention = addition_attention
-        self.time_embed_dim = ted = model_channels * 4
 
         def res(c_in, c_out=None):
             return VC2ResBlock(c_in, ted, dropout, c_out, use_scale_shift_norm, use_checkpoint, temporal_conv)
@@ -373,71 +360,31 @@ class VC2UNet(nn.Module):
                                                   use_checkpoint))
             return layers
 
-        self.time_embed = nn.Sequential(nn.Linear(model_channels, ted), nn.SiLU(), nn.Linear(ted, ted))
+        self.time_embed = time_embed_mlp(model_channels, ted)
         if fps_cond:
-            self.fps_embedding = nn.Sequential(nn.Linear(model_channels, ted), nn.SiLU(), nn.Linear(ted, ted))
+            self.fps_embedding = time_embed_mlp(model_channels, ted)
         self.input_blocks = nn.ModuleList([VC2Sequential(nn.Conv2d(in_channels, model_channels, 3, padding=1))])
         if addition_attention:
             # official: n_heads=8 hard-coded, d_head=num_head_channels, depth=transformer_depth, no use_linear
             self.init_attn = VC2Sequential(TemporalTransformer(model_channels, INIT_ATTN_HEADS, num_head_channels,
                                                                transformer_depth, False, use_checkpoint))
-        chans, ch, ds = [model_channels], model_channels, 1
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                layers = [res(ch, mult * model_channels)]
-                ch = mult * model_channels
-                if ds in self.attention_resolutions:
-                    layers += transformers(ch)
-                self.input_blocks.append(VC2Sequential(*layers))
-                chans.append(ch)
-            if level != len(channel_mult) - 1:
-                self.input_blocks.append(VC2Sequential(Downsample(ch, 1, 0, dims=2)))
-                chans.append(ch)
-                ds *= 2
-        self.middle_block = VC2Sequential(res(ch), *transformers(ch), res(ch))
-        self.output_blocks = nn.ModuleList()
-        for level, mult in list(enumerate(channel_mult))[::-1]:
-            for i in range(num_res_blocks + 1):
-                layers = [res(ch + chans.pop(), model_channels * mult)]
-                ch = model_channels * mult
-                if ds in self.attention_resolutions:
-                    layers += transformers(ch)
-                if level and i == num_res_blocks:
-                    layers.append(Upsample(ch, 1, 0, dims=2))
-                    ds //= 2
-                self.output_blocks.append(VC2Sequential(*layers))
+        self.middle_block, self.output_blocks, ch = build_adm_blocks(
+            self.input_blocks, VC2Sequential, model_channels, channel_mult, num_res_blocks,
+            self.attention_resolutions, res, transformers, 1, 0, dims=2)
         self.out = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(),
                                  _zero(nn.Conv2d(model_channels, out_channels, 3, padding=1)))
         self._backend = "sdpa"
 
-    # ---------------------------------------------------------------- construction helpers
-
-    @classmethod
-    def from_config(cls, config: dict) -> "VC2UNet":
-        """Build from a shipped config (``models/configs/lvdm/vc2_unet.json``); keys starting with ``_`` are metadata
-        and are dropped."""
-        return cls(**{k: v for k, v in config.items() if not k.startswith("_")})
-
     # ---------------------------------------------------------------- attention backend
 
-    @property
-    def attention_backend(self) -> str:
-        return self._backend
+    _attention_layers = CrossAttention
 
     def set_attention(self, backend: str) -> "VC2UNet":
         """Choose the attention kernel of every attention layer: ``"sdpa"`` (default; ``F.scaled_dot_product_attention``)
         or ``"xformers"`` (``xformers.ops.memory_efficient_attention``, as the official code uses when xformers is
         installed). xformers must be importable (checked here) and the input on CUDA (checked at the call).
         Returns ``self``."""
-        if backend not in ATTENTION_BACKENDS:
-            raise ValueError(f"VC2UNet.set_attention: backend {backend!r} is not one of {ATTENTION_BACKENDS}")
-        if backend == "xformers":
-            _xformers_ops()
-        self._backend = backend
-        for m in self.modules():
-            if isinstance(m, CrossAttention):
-                m.attention_backend = backend
-        return self
+        return self._set_attention(backend, "VC2UNet")
 
     # ---------------------------------------------------------------- forward
 
@@ -454,16 +401,8 @@ class VC2UNet(nn.Module):
         return value
 
     def _check_inputs(self, x, timesteps, context, fps):
-        if not isinstance(x, torch.Tensor) or x.dim() != 5:
-            raise ValueError(f"VC2UNet: x must be a 5-D tensor (B, C, T, h, w), got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-        b, c, t, h, w = x.shape
-        if c != self.in_channels:
-            raise ValueError(f"VC2UNet: x has {c} channels, expected in_channels = {self.in_channels}")
-        f = 2 ** (len(self.channel_mult) - 1)
-        if h % f or w % f:
-            raise ValueError(f"VC2UNet: latent size {h}×{w} must be divisible by {f} "
-                             f"({len(self.channel_mult) - 1} spatial downsamplings)")
+        check_video_shape("VC2UNet", x, self.in_channels, len(self.channel_mult) - 1, mask_channel=False)
+        b = x.shape[0]
         timesteps = self._per_sample("timesteps", timesteps, b, x.device)
         if not isinstance(context, torch.Tensor) or context.dim() != 3 or context.shape[0] != b \
                 or context.shape[2] != self.context_dim or context.shape[1] < 1:
@@ -503,14 +442,6 @@ class VC2UNet(nn.Module):
         emb = emb.repeat_interleave(t, dim=0)                                                 # (B·T, E)
         context = context.to(dtype)
         h = x.to(dtype).transpose(1, 2).reshape(b * t, c, hh, ww)                             # (B·T, C, h, w)
-        hs = []
-        for i, module in enumerate(self.input_blocks):
-            h = module(h, emb, context, t)
-            if i == 0 and self.addition_attention:
-                h = self.init_attn(h, emb, context, t)
-            hs.append(h)
-        h = self.middle_block(h, emb, context, t)
-        for module in self.output_blocks:
-            h = module(torch.cat([h, hs.pop()], dim=1), emb, context, t)
+        h = self._run_blocks(h, emb, context, t, after_first=self.init_attn if self.addition_attention else None)
         y = self.out(h)
         return y.reshape(b, t, self.out_channels, hh, ww).transpose(1, 2).to(x.dtype)

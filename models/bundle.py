@@ -69,6 +69,8 @@ class VideoModel:
 
     TYPE = "CVK_VIDEO_MODEL"
     text_conditioned = True   # False: an unconditional model (LVDM's 3-D-AE family), ``text`` is None
+    signal_scale = None       # (T,) for a model trained on z = √ᾱ·s·x0 + √(1−ᾱ)·ε (VideoCrafter2's scale_arr)
+    takes_fps = False         # conditioned on fps too (VideoCrafter2): encode_prompt_pair takes ``fps``
     camera = None   # a cameractrl.CameraControl when CameraCtrl conditions the UNet (see with_camera)
     sync = None     # a cvd.SyncControl when CVD's synchronisation modules follow the motion modules (with_sync)
 
@@ -153,7 +155,7 @@ class VideoModel:
         return out.to(device=z.device, dtype=torch.float32)
 
     def denoiser(self, timestep_mode: str = "nearest") -> VPDenoiser:
-        return VPDenoiser(self.network, self.alphas_cumprod, self.prediction_type, timestep_mode)
+        return VPDenoiser(self.network, self.alphas_cumprod, self.prediction_type, timestep_mode, self.signal_scale)
 
     def memory_required(self, shape: Sequence[int], batch_factor: int = 2) -> int:
         """Bytes of activations one network call on latents ``shape`` ``(B, C, F, h, w)`` needs, the batch

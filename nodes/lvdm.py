@@ -109,9 +109,8 @@ class CVK_LVDMLoader:
         except host.ModelFileNotFound as e:
             raise CVKInputError(node, field, value, problem=str(e)) from None
         except CheckpointError as e:
-            bad_ae = ae != NONE and (f"'{ae.split('/')[-1]}'" in str(e))
-            raise CVKInputError(node, "ae" if bad_ae else "model_name", ae if bad_ae else model_name,
-                                problem=str(e)) from None
+            field = "ae" if e.role == "ae" else "model_name"
+            raise CVKInputError(node, field, ae if field == "ae" else model_name, problem=str(e)) from None
         except LoadOptionError as e:
             raise CVKInputError(node, e.input, {"precision": precision, "attention": attention}[e.input],
                                 problem=str(e)) from None

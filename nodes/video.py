@@ -165,8 +165,7 @@ class CVK_TextToVideo:
                  frames, width, height, fps=0):
         node = self.NODE
         model = check_model(node, model)
-        takes_fps = getattr(model, "takes_fps", False)
-        if fps and not takes_fps:
+        if fps and not model.takes_fps:
             raise CVKInputError(node, "fps", fps, f"0 for {model.name}, which is not conditioned on fps (only "
                                                   f"VideoCrafter2 is)")
         check_size(node, width, height, model.latent_format.spatial_factor)
@@ -175,7 +174,7 @@ class CVK_TextToVideo:
             raise CVKInputError(node, "eta", eta, "0 or 1 with sampler ddpm (ddpm is η = 1); choose sampler ddim "
                                                   "for other η")
         sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
-        cond, uncond = (model.encode_prompt_pair(prompt, negative_prompt, fps=fps or None) if takes_fps
+        cond, uncond = (model.encode_prompt_pair(prompt, negative_prompt, fps=fps or None) if model.takes_fps
                         else model.encode_prompt_pair(prompt, negative_prompt))
         shape = model.latent_shape(frames, width, height)
         with model.loaded(shape) as device:

@@ -117,12 +117,12 @@ class CVK_VideoGuideSampler:
         cond, uncond = model.encode_prompt_pair(prompt, negative_prompt)
         if guide is model:
             g_cond, g_uncond = cond, uncond
-        elif getattr(guide, "takes_fps", False):    # VideoCrafter2: told fps 8, as VideoGuide's code does
+        elif guide.takes_fps:    # VideoCrafter2: told fps 8, as VideoGuide's code does
             g_cond, g_uncond = guide.encode_prompt_pair(prompt, negative_prompt, fps=VIDEOGUIDE_FPS)
         else:
             g_cond, g_uncond = guide.encode_prompt_pair(prompt, negative_prompt)
         g_den = guide_denoiser(match_by, guide.network, guide.alphas_cumprod, guide.prediction_type, model.alphas_cumprod,
-                               getattr(guide, "signal_scale", None))
+                               guide.signal_scale)
         shape = model.latent_shape(frames, width, height)
         with model.loaded(shape, also=[guide] if guided_steps > 0 else []) as device:   # one load for both
             try:

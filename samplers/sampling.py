@@ -76,18 +76,16 @@ def sample(denoise: Callable, shape, sigmas: torch.Tensor, cond, uncond=None, sc
     """
     guided = guidance(denoise, cond, uncond, scale, mode)
     anc = generator(seed, "ancestral") if eta > 0 else None
-    scaled = getattr(denoise, "signal_scale", None) is not None       # VideoCrafter2's scale_arr
-    x = sample_ddim(guided, initial_latent(shape, sigmas, seed, device, denoise.input_scale if scaled else None),
-                    sigmas, eta, anc, callback)
+    x = sample_ddim(guided, initial_latent(shape, sigmas, seed, device, denoise), sigmas, eta, anc, callback)
     return to_vp(x, float(sigmas[-1]))
 
 
-def initial_latent(shape, sigmas: torch.Tensor, seed: int, device=None, input_scale: Optional[Callable] = None
+def initial_latent(shape, sigmas: torch.Tensor, seed: int, device=None, denoise: Optional[Callable] = None
                    ) -> torch.Tensor:
-    """The seeded start of every sampler: the network's input ``z_T = ε`` (purpose ``"initial"``) as ``x = ε/a``,
-    ``a = input_scale(σ₀)`` (a denoiser's :meth:`~.vp.VPDenoiser.input_scale`), by default ``1/sqrt(1 + σ₀²)``
-    (a VP model)."""
+    """The seeded start of every sampler: the network's input ``z_T = ε`` (purpose ``"initial"``) as ``x = ε/a``:
+    ``a = 1/sqrt(1 + σ₀²)`` for a VP model, the denoiser's :meth:`~.vp.VPDenoiser.input_scale` when it has a signal
+    scale (VideoCrafter2's ``scale_arr``)."""
     eps = randn(shape, generator(seed, "initial"), device)
-    if input_scale is None:
+    if getattr(denoise, "signal_scale", None) is None:
         return eps * math.sqrt(1.0 + float(sigmas[0]) ** 2)
-    return eps / float(input_scale(float(sigmas[0])))
+    return eps / float(denoise.input_scale(float(sigmas[0])))

@@ -159,7 +159,7 @@ def videoguide(denoise: Callable, guide_denoise: VPDenoiser, shape, sigmas: torc
     """VideoGuide from seeded noise, as :func:`.sampling.sample` is the baseline: the same start (purpose
     ``"initial"``), so guide weight 0 with filter ``none`` reproduces the baseline bit for bit. Each model
     has its own conditioning (its own text encoder). Returns the VP latent at the final level."""
-    x = initial_latent(shape, sigmas, seed, device)
+    x = initial_latent(shape, sigmas, seed, device, denoise)
     x = sample_videoguide(guidance(denoise, cond, uncond, scale, mode),
                           guidance(guide_denoise, guide_cond, guide_uncond, guide_scale, guide_mode),
                           x, sigmas, guide_denoise.sigmas, settings, seed, callback)

@@ -345,3 +345,16 @@ def test_loader_gives_the_demo_and_refuses_inconsistent_normalisation():
     (c,) = CVK_LVDMLoader().load(tiny.TINY_LVDM + " (untrained demo)", **dict(LOADER, preset="custom", scale=0.5,
                                                                               shift=-1.0))
     assert (c.latent_format.scaling_factor, c.latent_format.shift) == (0.5, -1.0)
+
+
+def test_an_ae_file_error_is_tagged_with_the_ae_input(tmp_path, tiny_configs):
+    """The loader node names the input at fault from the error's role: the 'ae' file, or the model."""
+    unet, ae = tiny._tiny_lvdm_networks()
+    whole = lightning_file(tmp_path / "short.ckpt", unet, ae, ema_unet=unet)
+    with pytest.raises(CheckpointError, match="is a whole LVDM model, not an AE file") as e:
+        lm.load_lvdm(str(whole), str(whole), config_root=tiny_configs, device=torch.device("cpu"))
+    assert e.value.role == "ae"
+    bare = lightning_file(tmp_path / "bare.ckpt", unet, ae, ema_unet=unet, with_ae=False)
+    with pytest.raises(CheckpointError, match="carries no video autoencoder") as e:
+        lm.load_lvdm(str(bare), config_root=tiny_configs, device=torch.device("cpu"))
+    assert e.value.role == "base"

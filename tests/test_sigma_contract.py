@@ -131,6 +131,6 @@ def test_signal_scale_denoiser_feeds_the_network_a_t_x_and_starts_from_unit_nois
     plain = VPDenoiser(lambda z, t, c: z, ac, "epsilon")
     assert torch.allclose(den.sigmas[:400], plain.sigmas[:400] / scale[:400])
     sig = den.sigmas.flip(0)[:2]
-    x_T = initial_latent((1, 4, 2, 3, 3), sig, 5, input_scale=den.input_scale)
+    x_T = initial_latent((1, 4, 2, 3, 3), sig, 5, denoise=den)
     assert torch.allclose(x_T * den.input_scale(float(sig[0])), initial_latent((1, 4, 2, 3, 3), sig, 5) /
                           math.sqrt(1 + float(sig[0]) ** 2), atol=1e-6)

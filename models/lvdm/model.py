@@ -24,7 +24,8 @@ import torch
 
 from ... import host
 from ..bundle import ScheduleDefaults, VideoModel
-from ..checkpoint import CheckpointError, empty_params, load_into, match_state_dict, read_shapes, read_state_dict
+from ..checkpoint import (CheckpointError, empty_params, file_role, load_into, match_state_dict, read_shapes,
+                          read_state_dict)
 from ..loaders import CONFIG_ROOT, LoadOptionError, _precision, read_json
 from ..vae import VideoAE3D
 
@@ -188,18 +189,19 @@ def load_lvdm(path: str, ae_path: Optional[str] = None, preset: str = "sky", sca
     if stray:
         raise CheckpointError(f"'{name}': {len(stray)} unexpected keys outside the UNet, its EMA copy and the AE: "
                               f"{', '.join(stray[:12])}")
-    if ae_path is not None:
-        ae_name, ae_sd, ae_prefix = os.path.basename(ae_path), read_state_dict(ae_path), ""
-        if any(k.startswith(UNET_PREFIX) for k in ae_sd):
-            raise CheckpointError(f"'{ae_name}' is a whole LVDM model, not an AE file: choose it as the model")
-    else:
-        ae_name, ae_sd, ae_prefix = name, sd, AE_PREFIX
-        if not any(k.startswith(AE_PREFIX) for k in sd):
-            raise CheckpointError(f"'{name}' carries no video autoencoder ('{AE_PREFIX}*'): choose its ae_*.ckpt as "
-                                  f"the 'ae' file")
-    ae = build_ae(config_root)
-    load_into(ae, match_state_dict(ae, _ae_tensors(ae_sd, ae_prefix), f"'{ae_name}' video autoencoder",
-                                   ignore_file=AE_IGNORED), prec.vae)
+    if ae_path is None and not any(k.startswith(AE_PREFIX) for k in sd):
+        raise CheckpointError(f"'{name}' carries no video autoencoder ('{AE_PREFIX}*'): choose its ae_*.ckpt as the "
+                              f"'ae' file")
+    with file_role("ae" if ae_path is not None else "base"):    # errors name the file (and input) at fault
+        if ae_path is not None:
+            ae_name, ae_sd, ae_prefix = os.path.basename(ae_path), read_state_dict(ae_path), ""
+            if any(k.startswith(UNET_PREFIX) for k in ae_sd):
+                raise CheckpointError(f"'{ae_name}' is a whole LVDM model, not an AE file: choose it as the model")
+        else:
+            ae_name, ae_sd, ae_prefix = name, sd, AE_PREFIX
+        ae = build_ae(config_root)
+        load_into(ae, match_state_dict(ae, _ae_tensors(ae_sd, ae_prefix), f"'{ae_name}' video autoencoder",
+                                       ignore_file=AE_IGNORED), prec.vae)
     set_attention(unet, attention, device)
     ac = sd["alphas_cumprod"].to(torch.float64) if "alphas_cumprod" in sd else ldm_alphas_cumprod()
     size = norm.size
@@ -246,8 +248,9 @@ class LVDMModel(VideoModel):
         x = z.to(device=device, dtype=dtype)
         if self.family in CONDITIONED:
             mask = cond.get("mask")
-            mask = torch.zeros(B, 1, T, h, w) if mask is None else mask.expand(B, 1, T, h, w)
-            x = torch.cat([x, mask.to(device=device, dtype=dtype)], dim=1)
+            mask = (torch.zeros(B, 1, T, h, w, device=device, dtype=dtype) if mask is None
+                    else mask.expand(B, 1, T, h, w).to(device=device, dtype=dtype))
+            x = torch.cat([x, mask], dim=1)
         t = t.to(device=device, dtype=torch.float32 if t.is_floating_point() else t.dtype)
         t = t.reshape(-1).expand(B) if t.numel() == 1 else t.reshape(B)
         label = cond.get("label")

@@ -97,10 +97,6 @@ class LVDMTextModel(VideoModel):
         out = self.unet(z.to(device=device, dtype=dtype), t, context=text, **extra)
         return out.to(device=z.device, dtype=torch.float32)
 
-    def denoiser(self, timestep_mode: str = "nearest"):
-        from ...samplers.vp import VPDenoiser
-        return VPDenoiser(self.network, self.alphas_cumprod, self.prediction_type, timestep_mode, self.signal_scale)
-
 
 def build_unet(family: str, config_root: str = CONFIG_ROOT) -> torch.nn.Module:
     cfg = read_json(os.path.join(config_root, "lvdm", UNET_CONFIGS[family]))

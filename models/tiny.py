@@ -159,22 +159,42 @@ TINY_VIDEOAE = dict(embed_dim=4, ddconfig=dict(
     decoder=dict(n_hiddens=16, upsample=[4, 8, 8], z_channels=4, image_channel=3, norm_type="group")))
 
 
+# the pred / interp variants: the official configs' extra inputs (mask channel, label_emb of 251 levels s) and position
+# tables (pred: 4 keyframe latents, interp: 5 consecutive latents)
+TINY_LVDM_FAMILIES = {TINY_LVDM: ("lvdm-short", {}),
+                      TINY_LVDM + "-pred": ("lvdm-pred", dict(in_channels=5, num_classes=251)),
+                      TINY_LVDM + "-interp": ("lvdm-interp", dict(in_channels=5, num_classes=251, temporal_length=5))}
+TINY_LVDM_SEEDS = {TINY_LVDM: 2101, TINY_LVDM + "-pred": 2102, TINY_LVDM + "-interp": 2103}
+
+
 @functools.lru_cache(maxsize=None)
-def _tiny_lvdm_networks() -> tuple[torch.nn.Module, torch.nn.Module]:
+def _tiny_lvdm_ae() -> torch.nn.Module:
     from .lvdm.autoencoder3d import VideoAutoencoderKL
-    from .lvdm.unet3d import LVDMUNet
-    unet = _seeded(2101, lambda: LVDMUNet(**TINY_LVDM_UNET))
-    ae = _seeded(1101, lambda: VideoAutoencoderKL(TINY_VIDEOAE["ddconfig"], TINY_VIDEOAE["embed_dim"]))
-    return unet, ae
+    return _seeded(1101, lambda: VideoAutoencoderKL(TINY_VIDEOAE["ddconfig"], TINY_VIDEOAE["embed_dim"]))
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_lvdm(preset: str = "sky", scale: float | None = None, shift: float | None = None):
-    """The untrained tiny LVDM short model with its tiny 3-D AE (one set of weights, shared by every preset),
-    the latent normalised as ``preset`` says (``custom``: ``scale``, ``shift``); native 64×64, 16 frames."""
+def _tiny_lvdm_unet(name: str) -> torch.nn.Module:
+    from .lvdm.unet3d import LVDMFrameInterpPredUNet, LVDMUNet
+    family, extra = TINY_LVDM_FAMILIES[name]
+    cls = LVDMUNet if family == "lvdm-short" else LVDMFrameInterpPredUNet
+    return _seeded(TINY_LVDM_SEEDS[name], lambda: cls(**dict(TINY_LVDM_UNET, **extra)))
+
+
+def _tiny_lvdm_networks(name: str = TINY_LVDM) -> tuple[torch.nn.Module, torch.nn.Module]:
+    return _tiny_lvdm_unet(name), _tiny_lvdm_ae()
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_lvdm(preset: str = "sky", scale: float | None = None, shift: float | None = None, name: str = TINY_LVDM):
+    """An untrained tiny LVDM model — ``tiny-lvdm`` (short), ``tiny-lvdm-pred`` or ``tiny-lvdm-interp`` — with the
+    tiny 3-D AE (one set of weights, shared by every model and preset, so all three share a latent space), the latent
+    normalised as ``preset`` says (``custom``: ``scale``, ``shift``); native 64×64, 16 frames."""
     from .lvdm.model import LVDMModel, ldm_alphas_cumprod, resolve_normalisation
     from .vae import VideoAE3D
+    if name not in TINY_LVDM_FAMILIES:
+        raise ValueError(f"unknown tiny LVDM model {name!r}; expected one of {tuple(TINY_LVDM_FAMILIES)}")
     norm = resolve_normalisation(preset, scale, shift)
-    unet, ae = _tiny_lvdm_networks()
-    return LVDMModel(TINY_LVDM, "lvdm-short", unet, VideoAE3D(ae, norm.scale, norm.shift),
+    unet, ae = _tiny_lvdm_networks(name)
+    return LVDMModel(name, TINY_LVDM_FAMILIES[name][0], unet, VideoAE3D(ae, norm.scale, norm.shift),
                      ldm_alphas_cumprod(), TINY_LVDM_NATIVE, untrained=True)

@@ -5,7 +5,7 @@ from .. import host
 from ..models.checkpoint import MODEL_EXTS, CheckpointError
 from ..models.loaders import ATTENTIONS, PRECISIONS, LoadOptionError
 from ..models.lvdm.model import CUSTOM, LVDM_FOLDER, PRESETS, WEIGHTS, load_lvdm
-from ..models.tiny import TINY_LVDM, tiny_lvdm
+from ..models.tiny import TINY_LVDM_FAMILIES, tiny_lvdm
 from ..samplers.sampling import SAMPLERS, eta_for, sample
 from .common import (CATEGORY_ROOT, UNCONDITIONAL, VIDEO_MODEL, CVKInputError, check_file_name, check_model,
                      check_size, latent_out, seed_input, sigmas_or_error, step_callback, video_size_inputs)
@@ -20,9 +20,9 @@ host.register_model_folder(LVDM_FOLDER, MODEL_EXTS)
 
 
 def model_choices() -> list[str]:
-    """The tiny demo, then files in models/lvdm, then files in models/checkpoints (the released short models carry
-    their AE, so they may sit with other checkpoints)."""
-    return ([TINY_LVDM + UNTRAINED] + [LVDM_PREFIX + f for f in host.list_models(LVDM_FOLDER, MODEL_EXTS)]
+    """The tiny demos (short, pred, interp), then files in models/lvdm, then files in models/checkpoints (the released
+    short models carry their AE, so they may sit with other checkpoints)."""
+    return ([n + UNTRAINED for n in TINY_LVDM_FAMILIES] + [LVDM_PREFIX + f for f in host.list_models(LVDM_FOLDER, MODEL_EXTS)]
             + [CHECKPOINTS + f for f in host.list_models("checkpoints", MODEL_EXTS)])
 
 
@@ -35,7 +35,8 @@ class CVK_LVDMLoader:
                    "unconditional model (short_sky.ckpt, short_taichi.ckpt, the endoscopy fork's models) or the "
                    "long-video pred/interp models, with its 3-D video AE (bundled in the checkpoint, or a separate "
                    "ae_*.ckpt) and the latent normalisation of its dataset. Files go in models/lvdm (or "
-                   "models/checkpoints). The tiny demo is untrained, built in code; its output is noise-like.")
+                   "models/checkpoints). The tiny demos (short, pred, interp) are untrained, built in code; their "
+                   "output is noise-like.")
     CATEGORY = CATEGORY
     RETURN_TYPES = (VIDEO_MODEL,)
     RETURN_NAMES = ("model",)
@@ -51,7 +52,7 @@ class CVK_LVDMLoader:
         return {"required": {
             "model_name": (model_choices(), {"tooltip": (
                 f"An LVDM checkpoint: lvdm/… (models/{LVDM_FOLDER}) or checkpoints/… (short, pred or interp; the kind "
-                f"is read from the file), or the tiny untrained demo.")}),
+                f"is read from the file), or a tiny untrained demo (short, pred or interp).")}),
             "ae": (ae_choices(), {"default": NONE, "tooltip": (
                 f"A separate video AE (ae_*.ckpt from models/{LVDM_FOLDER}) replacing the one inside the checkpoint; "
                 f"'{NONE}': the checkpoint's own.")}),
@@ -79,13 +80,14 @@ class CVK_LVDMLoader:
                                                         f"shift left at 0 for the {preset} values)")
         if preset == CUSTOM and not scale > 0:
             raise CVKInputError(node, "scale", scale, f"a scale > 0 with preset '{CUSTOM}'")
-        if model_name == TINY_LVDM + UNTRAINED:
+        tiny = model_name[:-len(UNTRAINED)] if model_name.endswith(UNTRAINED) else None
+        if tiny in TINY_LVDM_FAMILIES:
             for field, value, ok in (("ae", ae, NONE), ("weights", weights, "ema"), ("precision", precision, "auto"),
                                      ("attention", attention, "sdpa")):
                 if value != ok and not (field == "precision" and value == "fp32"):
                     raise CVKInputError(node, field, value, f"'{ok}' for the tiny demo (it is built in code, in "
                                                             f"fp32, with SDPA)")
-            return (tiny_lvdm(preset, scale or None, shift if preset == CUSTOM else None),)
+            return (tiny_lvdm(preset, scale or None, shift if preset == CUSTOM else None, tiny),)
         check_file_name(node, "model_name", model_name)
         if ae != NONE:
             check_file_name(node, "ae", ae)

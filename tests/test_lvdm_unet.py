@@ -393,8 +393,8 @@ def small():
     ("odd_size", r"latent size 7×8 must be divisible by 2"),
     ("timesteps", r"timesteps must have shape \(1,\).*got \(2,\)"),
     ("y_no_classes", r"y .* was given, but this model has no label_emb \(num_classes=None\); expected y=None"),
-    ("y_range", r"y values must lie in \[0, 250\], got min 3, max 251"),
-    ("y_negative", r"y values must lie in \[0, 250\], got min -1"),
+    ("y_range", r"y values must lie in \[0, 250\] \(or -1: no label\), got min 3, max 251"),
+    ("y_negative", r"y values must lie in \[0, 250\] \(or -1: no label\), got min -2"),
     ("y_float", r"y must be an integer tensor of shape \(1,\), got \(torch.float64"),
     ("y_shape", r"y must be an integer tensor of shape \(1,\), got \(torch.int64, \(2,\)\)"),
 ])
@@ -410,7 +410,7 @@ def test_bad_inputs(small, case, match):
         "timesteps": lambda: short(x4, torch.tensor([1, 2])),
         "y_no_classes": lambda: short(x4, t, torch.tensor([3])),
         "y_range": lambda: pred(torch.zeros(2, 5, 2, 8, 8, dtype=d), torch.tensor([1, 1]), torch.tensor([3, 251])),
-        "y_negative": lambda: pred(x5, t, torch.tensor([-1])),
+        "y_negative": lambda: pred(x5, t, torch.tensor([-2])),
         "y_float": lambda: pred(x5, t, torch.tensor([3.0], dtype=d)),
         "y_shape": lambda: pred(x5, t, torch.tensor([3, 4])),
     }[case]
@@ -439,3 +439,16 @@ def test_unbuilt_options_are_refused(cls, kw, match):
 def test_build_unet_names_the_class():
     with pytest.raises(ValueError, match="_class_name 'UNetModel' is not one of"):
         u.build_unet(config("unet_short") | {"_class_name": "UNetModel"})
+
+
+def test_label_minus_one_is_no_label_for_its_sample(small):
+    """A batch mixing labelled samples and −1 ("no label": guidance's unconditional branch) gives each sample what
+    it gets alone: −1 as y=None, the others with their label."""
+    _, pred = small
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 5, 2, 8, 8, generator=gen, dtype=torch.float64)
+    t = torch.tensor([7, 7])
+    both = pred(x, t, torch.tensor([-1, 100]))
+    assert torch.allclose(both[:1], pred(x[:1], t[:1]), rtol=0, atol=1e-12)   # batch 2 vs 1: rounding only
+    assert torch.allclose(both[1:], pred(x[1:], t[1:], torch.tensor([100])), rtol=0, atol=1e-12)
+    assert not torch.allclose(both[1:], pred(x[1:], t[1:]), atol=1e-6)   # the label matters

@@ -222,8 +222,8 @@ def set_attention(unet: torch.nn.Module, attention: str, device: torch.device) -
 
 class LVDMModel(VideoModel):
     """A ``CVK_VIDEO_MODEL`` of the LVDM 3-D-AE family: no text encoder; ``cond`` is ``{}`` for the short model
-    and may hold ``mask`` ``(B, 1, T, h, w)`` and ``label`` ``(B,)`` (the given slots' noise level s) for the
-    pred/interp models."""
+    and may hold ``mask`` ``(B, 1, T, h, w)`` (or ``(B, 1, T, 1, 1)``, expanded) and ``label`` ``(B,)`` (the given
+    slots' noise level s; −1: none, the unconditional branch) for the pred/interp models."""
 
     text_conditioned = False
 
@@ -253,9 +253,11 @@ class LVDMModel(VideoModel):
             x = torch.cat([x, mask], dim=1)
         t = t.to(device=device, dtype=torch.float32 if t.is_floating_point() else t.dtype)
         t = t.reshape(-1).expand(B) if t.numel() == 1 else t.reshape(B)
-        label = cond.get("label")
+        label = cond.get("label")   # −1 entries: no label for that sample (the unconditional branch)
         if label is not None:
             label = torch.as_tensor(label, device=device).long().reshape(-1).expand(B)
+            if (label < 0).all():
+                label = None
         out = self.unet(x, t, y=label)
         return out.to(device=z.device, dtype=torch.float32)
 

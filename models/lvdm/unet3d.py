@@ -654,8 +654,8 @@ class LVDMUNet(ADMUNetBase):
             if not isinstance(y, torch.Tensor) or y.shape != (b,) or y.dtype.is_floating_point or y.is_complex():
                 raise ValueError(f"LVDMUNet: y must be an integer tensor of shape ({b},), got "
                                  f"{(y.dtype, tuple(y.shape)) if isinstance(y, torch.Tensor) else type(y).__name__}")
-            if len(y) and not y.is_meta and (int(y.min()) < 0 or int(y.max()) >= self.num_classes):
-                raise ValueError(f"LVDMUNet: y values must lie in [0, {self.num_classes - 1}], got "
+            if len(y) and not y.is_meta and (int(y.min()) < -1 or int(y.max()) >= self.num_classes):
+                raise ValueError(f"LVDMUNet: y values must lie in [0, {self.num_classes - 1}] (or -1: no label), got "
                                  f"min {int(y.min())}, max {int(y.max())}")
         return timesteps
 
@@ -667,7 +667,8 @@ class LVDMUNet(ADMUNetBase):
                 into their slots, then the mask channel (1 = given slot), constant over space.
             timesteps: ``(B,)`` diffusion timesteps (a 0-d tensor is broadcast).
             y: ``None`` or ``(B,)`` int labels in ``[0, num_classes)``: the conditioning noise level ``s``; adds
-                ``label_emb(y)`` to the timestep embedding (same for every frame).
+                ``label_emb(y)`` to the timestep embedding (same for every frame). An entry −1 adds nothing to its
+                sample, as ``y=None`` would (the unconditional branch of guidance, batched with labelled samples).
         Returns:
             ``(B, out_channels, T, h, w)`` in ``x.dtype``.
         """
@@ -675,7 +676,9 @@ class LVDMUNet(ADMUNetBase):
         dtype = self.time_embed[0].weight.dtype
         emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(dtype))
         if y is not None:
-            emb = emb + self.label_emb(y.to(x.device).long())
+            y = y.to(x.device).long()
+            given = (y >= 0).to(emb.dtype).unsqueeze(1)
+            emb = emb + self.label_emb(y.clamp(min=0)) * given
         return self.out(self._run_blocks(x.to(dtype), emb)).to(x.dtype)
 
 

@@ -132,6 +132,11 @@ class VideoModel:
         return n
 
     @property
+    def window(self) -> int:
+        """Latent frames of one clip as the model was trained: a long video's window (its native frames in latents)."""
+        return max(1, self.native_frames // self.latent_format.temporal_factor)
+
+    @property
     def num_train_timesteps(self) -> int:
         return len(self.alphas_cumprod)
 

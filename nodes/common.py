@@ -138,6 +138,14 @@ def sigmas_or_error(node: str, steps: int, make):
         raise CVKInputError(node, "steps", steps, problem=str(e)) from None
 
 
+def sampler_sigmas(node: str, model: VideoModel, sampler: str, steps: int):
+    """The σ grid of a named sampler on ``model``: its default grid; with ``ddpm`` on an unconditional (LVDM 3-D-AE)
+    model, the official DDPM loop's timesteps ``k·(1000/steps)`` ending at the clean sample."""
+    if sampler == "ddpm" and not model.text_conditioned:
+        return sigmas_or_error(node, steps, lambda: model.sigmas(steps, "leading", "zero", offset=0))
+    return sigmas_or_error(node, steps, lambda: model.sigmas(steps))
+
+
 def seed_input(default: int = 0, tooltip: str = "Noise seed; noise is drawn on the CPU, so a seed gives the same "
                                                 "video on any device."):
     return ("INT", {"default": default, "min": 0, "max": SEED_MAX, "control_after_generate": True, "tooltip": tooltip})

@@ -8,7 +8,7 @@ from ..models.lvdm.model import CUSTOM, LVDM_FOLDER, PRESETS, WEIGHTS, load_lvdm
 from ..models.tiny import TINY_LVDM_FAMILIES, tiny_lvdm
 from ..samplers.sampling import SAMPLERS, eta_for, sample
 from .common import (CATEGORY_ROOT, UNCONDITIONAL, VIDEO_MODEL, CVKInputError, check_file_name, check_model,
-                     check_size, latent_out, seed_input, sigmas_or_error, step_callback, video_size_inputs)
+                     check_size, latent_out, sampler_sigmas, seed_input, step_callback, video_size_inputs)
 
 CATEGORY = f"{CATEGORY_ROOT}/LVDM"
 UNTRAINED = " (untrained demo)"
@@ -160,10 +160,7 @@ class CVK_UnconditionalVideo:
                                                         f"latent)")
         if sampler == "ddpm" and eta != 1.0:
             raise CVKInputError(node, "eta", eta, "1 with sampler ddpm (ddpm is η = 1); choose sampler ddim for other η")
-        if sampler == "ddim":
-            sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps))
-        else:
-            sigmas = sigmas_or_error(node, steps, lambda: model.sigmas(steps, "leading", "zero", offset=0))
+        sigmas = sampler_sigmas(node, model, sampler, steps)
         shape = model.latent_shape(frames, width, height)
         with model.loaded(shape) as device:
             z = sample(model.denoiser(), shape, sigmas, {}, None, 1.0, "cfg", eta_for(sampler, eta), seed, device,

@@ -238,6 +238,11 @@ class LVDMModel(VideoModel):
     def conditions(self) -> frozenset:
         return frozenset({"mask", "label"}) if self.family in CONDITIONED else frozenset()
 
+    @property
+    def window(self) -> int:
+        """The clip the UNet's position tables were made for: 4 latents (short, pred's keyframes), 5 (interp)."""
+        return int(getattr(self.unet, "temporal_length", None) or super().window)
+
     def network(self, z: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
         odd = set(cond) - self.conditions
         if odd:

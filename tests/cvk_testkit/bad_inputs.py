@@ -98,6 +98,38 @@ def lvdm(loader=None, **over):
                 "91": _n("PreviewImage", images=["90", 0])}
 
 
+TINY_PRED, TINY_INTERP = "tiny-lvdm-pred (untrained demo)", "tiny-lvdm-interp (untrained demo)"
+EXT = dict(prompt="", negative_prompt="", new_frames=16, context=0, s=100, w=0.1, cfg=7.5, steps=1, sampler="ddim",
+           eta=1.0, seed=0, width=32, height=32)
+EXT_TEXT = dict(EXT, prompt="a cat", w=0.0, new_frames=2, width=64, height=64)
+INTERP = dict(prompt="", negative_prompt="", s=100, w=0.1, cfg=7.5, steps=1, sampler="ddim", eta=1.0, seed=0)
+LONG = dict(target_frames=8, stride=4, s=100, w=0.1, steps=1, sampler="ddim", eta=1.0, seed=0, width=32, height=32)
+
+
+def long_video_graph(node: dict, decoder: str = "62") -> dict:
+    """The tiny pred ("62"), interp ("63") and short ("60") LVDMs and the text model ("1") beside ``node`` ("64"), its
+    latent decoded by ``decoder``."""
+    return {"1": _loader(), "60": _n("CVK_LVDMLoader", **LOADER_LVDM),
+            "62": _n("CVK_LVDMLoader", **dict(LOADER_LVDM, model_name=TINY_PRED)),
+            "63": _n("CVK_LVDMLoader", **dict(LOADER_LVDM, model_name=TINY_INTERP)), "64": node,
+            "90": _n("CVK_DecodeVideo", model=[decoder, 0], latent=["64", 0], frames_per_batch=8),
+            "91": _n("PreviewImage", images=["90", 0])}
+
+
+def extend(model="62", **over):
+    return long_video_graph(_n("CVK_ExtendVideo", model=[model, 0], **dict(EXT if model != "1" else EXT_TEXT, **over)),
+                            model)
+
+
+def interpolate(model="63", latent_frames=8, **over):
+    g = long_video_graph(_n("CVK_InterpolateVideo", model=[model, 0], latent=["61", 0], **dict(INTERP, **over)), model)
+    return g | {"61": _n("CVK_UnconditionalVideo", model=["60", 0], **dict(UNCOND, frames=latent_frames))}
+
+
+def long_video(pred="62", interp="63", **over):
+    return long_video_graph(_n("CVK_LongVideo", pred_model=[pred, 0], interp_model=[interp, 0], **dict(LONG, **over)))
+
+
 def t2v(**over):
     return _latent_out({"1": _loader(), "2": _n("CVK_TextToVideo", model=["1", 0], **dict(T2V, **over))}, ["2", 0])
 
@@ -385,6 +417,39 @@ CASES = [
     Case("t2v-fps-on-a-model-without-fps", t2v(fps=8), "node", "CVK_TextToVideo", "fps",
          "got 8; expected 0 for tiny-animatediff, which is not conditioned on fps"),
     Case("lvdm-eta-nan", lvdm(eta=NAN), "node", "CVK_UnconditionalVideo", "eta", _nan("UnconditionalVideo", "eta")),
+    # long videos
+    Case("extend-w-on-a-replacement-model", extend("1", w=0.1), "node", "CVK_ExtendVideo", "w",
+         "got 0.1; expected 0 for tiny-animatediff: unconditional guidance needs a model with a frame-unconditional"),
+    Case("extend-with-the-interp-model", extend("63"), "node", "CVK_ExtendVideo", "model", "use Interpolate Video"),
+    Case("extend-pred-frames-not-keyframes", extend(new_frames=20), "node", "CVK_ExtendVideo", "new_frames",
+         "got 20; expected a multiple of 16 for tiny-lvdm-pred"),
+    Case("extend-prompt-on-an-unconditional-model", extend(prompt="a cat"), "node", "CVK_ExtendVideo", "prompt",
+         "expected an empty prompt: tiny-lvdm-pred is an unconditional model"),
+    Case("extend-s-beyond-the-trained-levels", extend(s=250), "node", "CVK_ExtendVideo", "s",
+         "got 250; expected a level from 0 to 249"),
+    Case("extend-context-as-long-as-the-window", extend("1", context=8), "node", "CVK_ExtendVideo", "context",
+         "got 8; expected fewer than the window of 8 latents"),
+    Case("extend-more-prompt-lines-than-windows", extend("1", prompt="a\nb"), "node", "CVK_ExtendVideo", "prompt",
+         "got '2 lines'; expected at most 1 lines"),
+    Case("extend-width-of-another-size", extend("1", width=96) | {"64": _n("CVK_ExtendVideo", model=["1", 0],
+                                                                          latent=["2", 0], **dict(EXT_TEXT, width=96)),
+                                                                  "2": _n("CVK_TextToVideo", model=["1", 0], **T2V)},
+         "node", "CVK_ExtendVideo", "width", "got 96; expected 0 or 64"),
+    Case("extend-w-nan", extend(w=NAN), "node", "CVK_ExtendVideo", "w", _nan("ExtendVideo", "w")),
+    Case("interpolate-with-the-pred-model", interpolate("62"), "node", "CVK_InterpolateVideo", "model",
+         "use Extend Video"),
+    Case("interpolate-one-keyframe", interpolate(latent_frames=4), "node", "CVK_InterpolateVideo", "latent",
+         "got '1 latent'; expected at least 2 keyframe latents"),
+    Case("interpolate-ddpm-with-eta", interpolate(sampler="ddpm", eta=0.5), "node", "CVK_InterpolateVideo", "eta",
+         "got 0.5; expected 1 with sampler ddpm"),
+    Case("long-video-stride-not-a-power", long_video(stride=3), "node", "CVK_LongVideo", "stride",
+         "stride 3 must be a power (≥ 1) of 4"),
+    Case("long-video-models-swapped", long_video("63", "62"), "node", "CVK_LongVideo", "pred_model",
+         "expected LVDM's pred model"),
+    Case("long-video-target-not-whole-latents", long_video(target_frames=6), "node", "CVK_LongVideo", "target_frames",
+         "got 6; expected a multiple of 4"),
+    Case("long-video-zero-steps", long_video(steps=0), "validation", "CVK_LongVideo", "steps",
+         "value_smaller_than_min"),
     Case("preview-size-too-small", trajectory() | {"11": _n("CVK_CameraPreview", camera=["10", 0], size=64,
                                                            projections="top,front")},
          "validation", "CVK_CameraPreview", "size", "value_smaller_than_min"),

@@ -13,7 +13,8 @@ in one of two ways:
   slot scaled at its own level, and is told the step's timestep t. Known latents never reach the model cleaner than s.
 - ``exact`` — LVDM's pred/interp models, as the official ``apply_model`` builds it: z_s pasted into its slots at
   every step whatever σ_t, the conditioning carrying the mask (1 = known slot, ``(B, 1, length, 1, 1)``) and the
-  label s; the network is told t.
+  label s; the network is told t. The mask marks exactly the known slots, as the training masks do (the official
+  ``autoregressive_pred`` forgets to pass ``T_cond`` on, so from its second window the mask is all ones).
 
 **Unconditional guidance** (exact mode only): ``ε̂ = (1+w)·ε_c − w·ε_u``, with ε_u from the same network given an
 all-zero mask and no label (:data:`NO_LABEL`) on the same pasted input. It is computed for every w ≠ 0: the official
@@ -73,8 +74,8 @@ def sample_window(denoise: Callable, shape: Sequence[int], sigmas: torch.Tensor,
                   callback: Optional[Callable] = None) -> torch.Tensor:
     """One window ``shape`` ``(B, C, length, h, w)``: DDIM(η) on ``sigmas`` from seeded noise, the clean latents
     ``known`` ``(B, C, k, h, w)`` (any device) held in ``slots`` (k distinct indices) as ``mode`` says. Returns the
-    window's latent at the final level in VP form (as :func:`.sampling.sample`), known slots included (the caller
-    keeps what it needs).
+    window's latent at the final level in VP form (as :func:`.sampling.sample`); its known slots hold the step's
+    output at their own level, neither z nor z_s — callers keep the new slots only.
 
     ``denoise``: a σ-space denoiser with ``.sigmas`` (its σ table, for σ_s = ``sigmas[s]``) and ``.timestep(σ)``.
     ``cond``/``uncond``/``scale``: the model's own conditioning and CFG (e.g. text); ``w``: unconditional guidance

@@ -246,7 +246,7 @@ def plan_long_video(target: int, pred_length: int, context: int, stride: int, in
         raise ValueError(f"target must be ≥ 1 latent, got {target}")
     step = interp_length - 1
     levels, spacing = 0, stride
-    while spacing > 1 and spacing % step == 0:
+    while step >= 2 and spacing > 1 and spacing % step == 0:   # step 1 never shrinks it (a hang), 0 divides by 0
         spacing //= step
         levels += 1
     if step < 2 or spacing != 1 or levels == 0:

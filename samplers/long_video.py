@@ -86,8 +86,9 @@ def sample_window(denoise: Callable, shape: Sequence[int], sigmas: torch.Tensor,
     if w != 0 and mode != EXACT:
         raise ValueError(f"unconditional guidance (w = {w}) needs a model with a frame-unconditional mode (exact "
                          f"conditioning); replacement has none: use w = 0")
-    if w != 0 and scale != 1.0:
-        raise ValueError(f"unconditional guidance (w = {w}) and CFG (scale {scale}) cannot be combined here")
+    if mode == EXACT and scale != 1.0:
+        raise ValueError(f"exact conditioning guides with w (unconditional guidance), not a CFG scale: got scale "
+                         f"{scale}; use 1")
     length = shape[2]
     slots = [int(i) for i in slots]
     if len(set(slots)) != len(slots) or any(not 0 <= i < length for i in slots):

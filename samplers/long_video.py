@@ -156,17 +156,6 @@ class Conditioning:
         return self.conds[min(i, len(self.conds) - 1)]
 
 
-def _tail(pieces: list, n: int) -> torch.Tensor:
-    """The last ``n`` latents of a video stored as pieces along dim 2."""
-    out, got = [], 0
-    for p in reversed(pieces):
-        out.append(p[:, :, -(n - got):])
-        got += out[-1].shape[2]
-        if got >= n:
-            break
-    return torch.cat(out[::-1], dim=2)
-
-
 def extend(denoise: Callable, video: Optional[torch.Tensor], new: int, length: int, context: int,
            sigmas: torch.Tensor, how: Conditioning, shape: Optional[Sequence[int]] = None, eta: float = 0.0,
            seed: int = 0, device=None, store=None, callback: Optional[Callable] = None,
@@ -174,7 +163,8 @@ def extend(denoise: Callable, video: Optional[torch.Tensor], new: int, length: i
     """``video`` ``(B, C, F, h, w)`` (clean latents, or None: then ``shape`` ``(B, C, ·, h, w)`` gives the size) plus
     ``new`` latents, window by window (:func:`window_count`): each window holds the last ``context`` latents so far
     in its first slots and generates ``length − context``. Returns ``(B, C, F + new, h, w)`` on ``store`` (default:
-    the video's device, else CPU); the given latents are returned unchanged."""
+    the video's device, else CPU), allocated once and filled window by window; the given latents are copied
+    unchanged."""
     have = 0 if video is None else video.shape[2]
     if video is None and shape is None:
         raise ValueError("extend needs the video so far or the shape of a window")
@@ -182,18 +172,19 @@ def extend(denoise: Callable, video: Optional[torch.Tensor], new: int, length: i
     store = store if store is not None else (video.device if video is not None else torch.device("cpu"))
     n = window_count(have, new, length, context)
     gens = generators(seed, prefix)
-    pieces = [] if video is None else [video.to(store)]
-    made = 0
+    out = torch.empty(B, C, have + new, h, w_, device=store, dtype=video.dtype if video is not None else torch.float32)
+    if video is not None:
+        out[:, :, :have] = video
+    end = have
     for i in range(n):
         cond, uncond = how.window(i)
-        k = 0 if (i == 0 and have == 0) else context
-        known = _tail(pieces, k) if k else None
-        win = sample_window(denoise, (B, C, length, h, w_), sigmas, known, range(k), how.s, how.mode, cond, uncond,
-                            how.scale, how.w, eta, gens, device, callback)
-        keep = win[:, :, k:k + (new - made)]
-        made += keep.shape[2]
-        pieces.append(keep.to(store))
-    return torch.cat(pieces, dim=2)
+        k = 0 if end == 0 else context
+        win = sample_window(denoise, (B, C, length, h, w_), sigmas, out[:, :, end - k:end] if k else None, range(k),
+                            how.s, how.mode, cond, uncond, how.scale, how.w, eta, gens, device, callback)
+        keep = win[:, :, k:k + (have + new - end)]
+        out[:, :, end:end + keep.shape[2]] = keep
+        end += keep.shape[2]
+    return out
 
 
 # ---------------------------------------------------------------- interpolation and the keyframe hierarchy
@@ -212,14 +203,15 @@ def interpolate(denoise: Callable, keys: torch.Tensor, length: int, sigmas: torc
         raise ValueError(f"interpolation needs at least 2 keyframes, got {K}")
     store = store if store is not None else keys.device
     gens = generators(seed, prefix)
-    pieces = []
+    step = length - 1
+    out = torch.empty(B, C, (K - 1) * step + 1, h, w_, device=store, dtype=keys.dtype)
+    out[:, :, ::step] = keys          # the keyframes, clean
     for i in range(K - 1):
         cond, uncond = how.window(i)
         win = sample_window(denoise, (B, C, length, h, w_), sigmas, keys[:, :, i:i + 2], (0, length - 1), how.s,
                             how.mode, cond, uncond, how.scale, how.w, eta, gens, device, callback)
-        pieces += [keys[:, :, i:i + 1].to(store), win[:, :, 1:length - 1].to(store)]
-    pieces.append(keys[:, :, K - 1:].to(store))
-    return torch.cat(pieces, dim=2)
+        out[:, :, i * step + 1:(i + 1) * step] = win[:, :, 1:length - 1]
+    return out
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def record(monkeypatch, model, calls):
         calls.append((z.shape[0], z.shape[2], None if "label" not in cond else cond["label"].tolist(),
                       None if mask is None else mask[:, 0, :, 0, 0].tolist()))
         return net(z, t, cond)
-    monkeypatch.setattr(model, "network", counting)
+    # on the instance's dict, so undoing removes it (a restored bound method would be copied into later clones)
+    monkeypatch.setitem(vars(model), "network", counting)
 
 
 def test_first_window_of_an_extension_from_nothing_is_text_to_video(tiny_animatediff):
@@ -52,7 +53,7 @@ def test_extension_keeps_the_video_so_far_and_prompts_one_line_per_window(tiny_a
     (start,) = CVK_TextToVideo().generate(tiny_animatediff, "a cat", "", 0, 2, "cfg", 7.5, "ddim", 0.0, 8, 64, 64)
     encoded = []
     enc = tiny_animatediff.encode_prompt_pair
-    monkeypatch.setattr(tiny_animatediff, "encode_prompt_pair", lambda p, n: encoded.append(p) or enc(p, n))
+    monkeypatch.setitem(vars(tiny_animatediff), "encode_prompt_pair", lambda p, n: encoded.append(p) or enc(p, n))
     calls = []
     record(monkeypatch, tiny_animatediff, calls)
     # window 8, auto context 2 → 6 new latents per window: 14 new = 3 windows (the last one's surplus dropped)

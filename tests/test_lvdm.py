@@ -277,7 +277,7 @@ def test_pred_network_takes_the_mask_channel_and_the_label(tmp_path):
 def test_unconditional_video_samples_with_one_call_per_step(tiny_lvdm, monkeypatch):
     calls = []
     net = tiny_lvdm.network
-    monkeypatch.setattr(tiny_lvdm, "network", lambda z, t, c: calls.append(z.shape) or net(z, t, c))
+    monkeypatch.setitem(vars(tiny_lvdm), "network", lambda z, t, c: calls.append(z.shape) or net(z, t, c))
     (lat,) = CVK_UnconditionalVideo().generate(tiny_lvdm, **UNCOND)
     assert lat["samples"].shape == (1, 4, 4, 8, 8)
     assert calls == [(1, 4, 4, 8, 8)] * 3

@@ -22,28 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-MB = 2 ** 20
-
-
-def _rss_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _measure import MB, ROOT, PeakRSS, load_pack, run_child  # noqa: E402
 
 
 def child(args) -> dict:
     import torch
     torch.set_num_threads(1)
-    from cvk_testkit import load_pack
     load_pack()
     from consistent_video_kit.models.lvdm import autoencoder3d as ae3d
     with open(os.path.join(ROOT, "models", "configs", "lvdm", ae3d.CONFIG_NAME)) as f:
@@ -69,13 +57,8 @@ def child(args) -> dict:
             torch.cuda.reset_peak_memory_stats()
             before = torch.cuda.memory_allocated()
         else:
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-                reset = True
-            except OSError:
-                reset = False
-            before = _rss_kb("VmRSS") * 1024
+            meter = PeakRSS()
+            meter.reset()
         t = time.perf_counter()
         out = run()
         if device.type == "cuda":
@@ -84,8 +67,7 @@ def child(args) -> dict:
         if device.type == "cuda":
             peak = torch.cuda.max_memory_allocated() - before
         else:
-            hwm = _rss_kb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            peak = hwm * 1024 - before
+            peak = meter.peak()
     return {"seconds": seconds, "peak": peak, "out": out.numel() * out.element_size(), "shape": list(out.shape)}
 
 
@@ -103,8 +85,6 @@ def main() -> int:
     if args.child_mode:
         print(json.dumps(child(args)))
         return 0
-    # glibc: serve every allocation ≥ 64 kB by mmap and give it back on free, so RSS follows live tensors
-    env = dict(os.environ, OMP_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
     print(f"decoder n_hiddens {args.n_hiddens}, latents (1, 4, T, {args.size}, {args.size}), window {args.window}, "
           f"overlap {args.overlap}, device {args.device}, one thread, each row a fresh process")
     print(f"{'T':>4} {'mode':9} {'seconds':>8} {'×time':>6} {'peak MB':>8} {'out MB':>7} {'w/o out':>8} {'×peak':>6}")
@@ -114,11 +94,7 @@ def main() -> int:
             cmd = [sys.executable, os.path.abspath(__file__), "--child-mode", mode, "--child-latents", str(t),
                    "--window", str(args.window), "--overlap", str(args.overlap), "--size", str(args.size),
                    "--n-hiddens", str(args.n_hiddens), "--device", args.device]
-            r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if r.returncode:
-                print(r.stderr[-2000:], file=sys.stderr)
-                return 1
-            res = json.loads(r.stdout.strip().splitlines()[-1])
+            res = run_child(cmd)   # one thread, glibc mmap'ing every allocation ≥ 64 kB (RSS follows live tensors)
             base = base or res
             print(f"{t:4d} {mode:9} {res['seconds']:8.2f} {res['seconds'] / base['seconds']:6.2f} "
                   f"{res['peak'] / MB:8.1f} {res['out'] / MB:7.1f} {(res['peak'] - res['out']) / MB:8.1f} "

@@ -23,19 +23,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _measure import CallTimer as TimedDenoiser  # noqa: E402
+
 CONFIGS = {"tiny": (4, 64, 64), "mid": (16, 256, 256)}
-
-
-class TimedDenoiser:
-    def __init__(self, denoise):
-        self.denoise, self.seconds, self.calls = denoise, 0.0, 0
-
-    def __call__(self, x, sigma, cond):
-        t = time.perf_counter()
-        out = self.denoise(x, sigma, cond)
-        self.seconds += time.perf_counter() - t
-        self.calls += 1
-        return out
 
 
 def run(model, frames, width, height, steps, mode, scale, eta, callback):

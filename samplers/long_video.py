@@ -117,13 +117,17 @@ def sample_window(denoise: Callable, shape: Sequence[int], sigmas: torch.Tensor,
     z = known.to(device=x.device, dtype=x.dtype)
     z_s = z + sigma_s * randn(z.shape, gens["perturb"], x.device, x.dtype)
 
+    index = torch.tensor(slots, device=x.device)
+    in_slot = torch.zeros(1, 1, length, 1, 1, dtype=torch.bool)
+    in_slot[:, :, slots] = True
+    steps = [float(v) for v in sigmas[:-1]]
+    told = dict(zip(steps, denoise.timestep(torch.tensor(steps, dtype=torch.float64))))   # one look-up per window
+
     def conditioned(x: torch.Tensor, sigma: float):
         values, level = known_values(z_s, sigma, sigma_s, mode, gens["renoise"])
-        x = x.clone()
-        x[:, :, slots] = values
-        levels = torch.full((1, 1, length, 1, 1), sigma, dtype=torch.float64)   # σ per frame, exact in float64
-        levels[:, :, slots] = level
-        return guided(x, levels, timestep=denoise.timestep(sigma))
+        levels = torch.where(in_slot, torch.tensor(level, dtype=torch.float64),
+                             torch.tensor(sigma, dtype=torch.float64))          # σ per frame, exact in float64
+        return guided(x.index_copy(2, index, values), levels, timestep=told[sigma])
 
     return to_vp(sample_ddim(conditioned, x, sigmas, eta, anc, callback), float(sigmas[-1]))
 

@@ -61,6 +61,12 @@ def sampler_inputs():
                 "DDIM η: 1 as the official long-video script (stochastic), 0 deterministic. Sampler ddpm is η = 1.")})}
 
 
+def window_inputs(cfg: bool = True) -> dict:
+    """``s``, ``w``, ``cfg`` (text models), ``steps``, ``sampler``, ``eta``, ``seed``: how every window is sampled."""
+    return {"s": s_input(), "w": w_input(), **({"cfg": cfg_input()} if cfg else {}), "steps": steps_input(),
+            **sampler_inputs(), "seed": seed_input()}
+
+
 def size_inputs():
     return {name: ("INT", {"default": 0, "min": 0, "max": 4096, "step": 8, "tooltip": (
         f"{name.capitalize()} in pixels (multiple of 8) when there is no latent so far; 0 = the model's native size. "
@@ -111,6 +117,13 @@ def window_conds(node: str, model: VideoModel, prompt: str, negative_prompt: str
             encoded[line] = (model.encode_prompt_pair(line, negative_prompt, fps=fps or None) if model.takes_fps
                              else model.encode_prompt_pair(line, negative_prompt))
     return [encoded[line] for line in prompt_lines(node, "prompt", prompt, count)], float(cfg)
+
+
+def window_plan(node: str, model: VideoModel, prompt: str, negative_prompt: str, s: int, w: float, cfg: float,
+                steps: int, sampler: str, count: int, fps: int) -> tuple:
+    """(σ grid, :class:`Conditioning`) for ``count`` windows of ``model``: its mode, s, w and per-window prompts."""
+    conds, scale = window_conds(node, model, prompt, negative_prompt, cfg, count, fps)
+    return sampler_sigmas(node, model, sampler, steps), Conditioning(mode_of(model), s, w, conds, scale)
 
 
 def latent_size(node: str, model: VideoModel, x, width: int, height: int) -> tuple[int, int]:
@@ -167,12 +180,7 @@ class CVK_ExtendVideo:
             "context": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": (
                 "Known latents each window takes from the end of the video so far. 0 = auto: 1 for LVDM's pred model "
                 "(the official T_cond), a quarter of the window for other models.")}),
-            "s": s_input(),
-            "w": w_input(),
-            "cfg": cfg_input(),
-            "steps": steps_input(),
-            **sampler_inputs(),
-            "seed": seed_input(),
+            **window_inputs(),
             **size_inputs(),
         }, "optional": {
             "latent": ("LATENT", {"tooltip": (
@@ -207,9 +215,7 @@ class CVK_ExtendVideo:
             raise CVKInputError(node, "latent", f"{have} latents", f"at least the context ({context} latents)")
         new = new_frames // unit
         windows = window_count(have, new, length, context)
-        conds, scale = window_conds(node, model, prompt, negative_prompt, cfg, windows, fps)
-        sigmas = sampler_sigmas(node, model, sampler, steps)
-        how = Conditioning(mode_of(model), s, w, conds, scale)
+        sigmas, how = window_plan(node, model, prompt, negative_prompt, s, w, cfg, steps, sampler, windows, fps)
         shape = (1 if x is None else x.shape[0], model.latent_format.channels, length, h, w_)
 
         def work(device, store, callback):
@@ -241,12 +247,7 @@ class CVK_InterpolateVideo:
             "latent": ("LATENT", {"tooltip": "The keyframe latents (e.g. Extend Video with LVDM's pred model)."}),
             **prompt_inputs("One line per gap (the last repeating). Leave empty for LVDM's unconditional models.",
                             "The unconditional branch of CFG, for every gap (text models)."),
-            "s": s_input(),
-            "w": w_input(),
-            "cfg": cfg_input(),
-            "steps": steps_input(),
-            **sampler_inputs(),
-            "seed": seed_input(),
+            **window_inputs(),
         }, "optional": {
             "fps": fps_input(),
         }}
@@ -265,9 +266,7 @@ class CVK_InterpolateVideo:
         if length < 3:
             raise CVKInputError(node, "model", model, "a model whose clip has at least 3 latents")
         gaps = x.shape[2] - 1
-        conds, scale = window_conds(node, model, prompt, negative_prompt, cfg, gaps, fps)
-        sigmas = sampler_sigmas(node, model, sampler, steps)
-        how = Conditioning(mode_of(model), s, w, conds, scale)
+        sigmas, how = window_plan(node, model, prompt, negative_prompt, s, w, cfg, steps, sampler, gaps, fps)
         shape = (x.shape[0], x.shape[1], length, x.shape[3], x.shape[4])
 
         def work(device, store, callback):
@@ -302,11 +301,7 @@ class CVK_LongVideo:
             "stride": ("INT", {"default": 4, "min": 2, "max": 1024, "tooltip": (
                 "Latents between keyframes: 4 (16 frames), the official pred model's training stride and what one "
                 "pass of the 5-latent interp model fills. A power of (interp window − 1): 16 runs two passes.")}),
-            "s": s_input(),
-            "w": w_input(),
-            "steps": steps_input(),
-            **sampler_inputs(),
-            "seed": seed_input(),
+            **window_inputs(cfg=False),
             **size_inputs(),
         }}
 

@@ -198,3 +198,29 @@ def tiny_lvdm(preset: str = "sky", scale: float | None = None, shift: float | No
     unet, ae = _tiny_lvdm_networks(name)
     return LVDMModel(name, TINY_LVDM_FAMILIES[name][0], unet, VideoAE3D(ae, norm.scale, norm.shift),
                      ldm_alphas_cumprod(), TINY_LVDM_NATIVE, untrained=True)
+
+
+# ---------------------------------------------------------------- LGC-VD (pixel space)
+
+TINY_LGCVD = "tiny-lgcvd"
+# the official classes with smaller numbers: widths 16·[1, 2, 3, 4], heads of 16 channels (1–4 heads), 32 px, 8 frames
+# (2 given); attention at 8 px in the down path, so the up path's quirk puts it at 16 px. The up level of width 48
+# after a 128-wide concat exercises the ResBlock's GroupNorm_1 group-count quirk (8 groups, not 12).
+TINY_LGCVD_CONFIG = dict(
+    dataset="custom", size=32, frames=8, cond_frames=2,
+    unet=dict(dim=16, dim_mults=[1, 2, 3, 4], channels=3, cond_frames=2, new_frames=6, img_size=32,
+              attn_resolutions=[8], n_head_channels=16),
+    encoder=dict(dim=16, dim_mults=[1, 2, 3, 4], channels=3, num_frames=8, img_size=32, attn_resolutions=[8],
+                 n_head_channels=16))
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_lgcvd():
+    """An untrained tiny LGC-VD model (the real classes, :data:`TINY_LGCVD_CONFIG`), built once per process from
+    fixed seeds: native 32×32, 8 frames, 2 conditioning frames, the cosine ᾱ table, v-prediction."""
+    from .lgcvd import LGCVDEncoder, LGCVDModel, LGCVDUNet
+    c = TINY_LGCVD_CONFIG
+    unet = _seeded(2201, lambda: LGCVDUNet.from_config(c["unet"]))
+    encoder = _seeded(2202, lambda: LGCVDEncoder.from_config(c["encoder"]))
+    return LGCVDModel(TINY_LGCVD, c["dataset"], unet, encoder, c["size"], c["frames"], c["cond_frames"],
+                      untrained=True)

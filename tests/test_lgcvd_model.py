@@ -54,8 +54,8 @@ def inputs(model, batch=2, seed=0):
 @pytest.mark.parametrize("weights", ["ema", "model"])
 def test_the_released_layout_loads_strictly(dataset, weights):
     """Every tensor of the chosen copy maps to a parameter, only the 12 schedule buffers are left over, every
-    parameter is covered; the other copy is not taken. Break: drop 'posterior_variance' from SCHEDULE_BUFFERS (or
-    rename ``finial_conv``) → unexpected/missing keys."""
+    parameter is covered; the other copy is not taken. Break: drop 'posterior_mean_coef2' from SCHEDULE_BUFFERS →
+    'unexpected keys: posterior_mean_coef2'."""
     sd = {k: torch.empty(s, device="meta") for k, s in manifest().items()}
     nets = meta_networks(dataset)
     tensors = L.container_tensors(sd, weights, f"{dataset}.pt")
@@ -70,8 +70,8 @@ def test_the_released_layout_loads_strictly(dataset, weights):
 
 @needs_manifests
 def test_parameter_counts_are_the_reference_ones():
-    """UNet 63.4M, encoder 33.1M (reference appendix); and the manifest's own totals per prefix. Break: a third
-    ResBlock in the down path (or dropping Conv_2) changes both."""
+    """UNet 63.4M, encoder 33.1M (reference appendix); and the manifest's own totals per prefix. Break: never build
+    Conv_2 (the conv shortcut) → 54.3M."""
     nets = meta_networks("cityscapes")
     unet = sum(p.numel() for p in nets.denoise_fn.parameters())
     enc = sum(p.numel() for p in nets.encoder_fn.parameters())
@@ -191,7 +191,7 @@ def test_network_refuses_wrong_conditioning_and_shapes(model):
 
 def test_denoiser_is_cosine_v_prediction(model):
     """x̂0 = √ᾱ z − √(1−ᾱ) v on the cosine table, z = x/√(1+σ²) (the VP wrapper), the network told the timestep.
-    Break: prediction_type 'epsilon' → x̂0 differs."""
+    Break: ``VPDenoiser(..., 'epsilon')`` in denoiser() → fails."""
     den = model.denoiser()
     assert isinstance(den, VPDenoiser) and den.prediction_type == "v_prediction"
     torch.testing.assert_close(model.alphas_cumprod, cosine_alphas_cumprod(), rtol=0, atol=0)
@@ -207,6 +207,7 @@ def test_denoiser_is_cosine_v_prediction(model):
 
 
 def test_tiny_model_is_an_untrained_demo(model):
+    """Break: ``untrained=False`` in tiny_lgcvd → fails."""
     assert (model.name, model.dataset, model.size, model.frames, model.cond_frames) == ("tiny-lgcvd", "custom", 32, 8, 2)
     assert model.untrained and model.TYPE == "CVK_LGCVD_MODEL" and model.prediction_type == "v_prediction"
     assert model.unet_part.role == model.encoder_part.role == "diffusion"
@@ -297,7 +298,7 @@ def test_load_errors_name_what_is_wrong(model, tmp_path, tiny_config_root):
 
 
 def test_dataset_from_the_file_name():
-    """Break: test "city" before "bair" with an ``elif`` chain that returns the first hit → 'bair_vs_city.pt' passes."""
+    """Break: keep the first hit only (``found = found[:1]``) → 'bair_vs_city.pt' is taken as BAIR silently."""
     assert L.dataset_from_name("cityscapes.pt") == "cityscapes"
     assert L.dataset_from_name("/models/lgcvd/BAIR.pt") == "bair"
     assert L.dataset_from_name("lgcvd_city_ema.pt") == "cityscapes"

@@ -358,8 +358,8 @@ def unstack_frames(stacked: torch.Tensor, channels: int = 3) -> torch.Tensor:
     return stacked.reshape(B, FC // channels, channels, H, W).transpose(1, 2)
 
 
-# activation bytes per pixel of the window and per image of the batch, roughly (fp32, 128 px): the full-resolution
-# maps of dim channels (skips, ResBlock temporaries) and the attention logits at the largest attention level
+# a rough activation budget: about 48 maps of `dim` channels at full resolution per image (skips kept for the up
+# path, ResBlock temporaries, the coarser levels' share); SDPA keeps the attention itself small
 _MAPS_PER_PIXEL = 48
 
 

@@ -12,7 +12,7 @@ import torch
 from cvk_testkit import ROOT
 from consistent_video_kit.models import lgcvd as L
 from consistent_video_kit.models import tiny
-from consistent_video_kit.models.checkpoint import CheckpointError, empty_params
+from consistent_video_kit.models.checkpoint import CheckpointError, empty_params, match_state_dict
 from consistent_video_kit.models.loaders import LoadOptionError
 from consistent_video_kit.samplers.lgcvd import cosine_alphas_cumprod
 from consistent_video_kit.samplers.vp import VPDenoiser
@@ -64,7 +64,6 @@ def test_the_released_layout_loads_strictly(dataset, weights):
     assert set(matched) == set(nets.state_dict())
     assert set(tensors) - set(matched) == set(L.SCHEDULE_BUFFERS)
     with pytest.raises(CheckpointError, match="unexpected keys.*alphas_cumprod"):
-        from consistent_video_kit.models.checkpoint import match_state_dict
         match_state_dict(nets, tensors, "no ignore-list")      # the ignore-list is what lets the buffers through
 
 

@@ -5,6 +5,28 @@ model code.
 Schedule: Nichol–Dhariwal's cosine ᾱ over 1000 steps with β clipped at 0.9999, built as the official
 ``cosine_beta_schedule`` (float64) and stored in float32 as its ``GaussianDiffusion`` buffers are. Sampling is
 respaced guided-diffusion style (``space_timesteps``): the network is told the original timestep indices.
+
+The model side gives ``denoise(x, σ, cond) -> x0`` (a VPDenoiser over the v-predicting UNet, pixels in [−1, 1]), with
+``cond = {"context": (B, 8, H, W), "feature": encode(previous clip)}``, and ``encode(clip (B, 3, 8, H, W))``. Here:
+
+- steps: :func:`sampling_sigmas` (the kept timesteps, final 0); x̂0 clipped to [−1, 1] (:func:`clip_x0`);
+  ``ddpm`` = DDIM(η = 1) on that grid, which is the respaced posterior step; ``ddim`` = η = 0 on the same grid.
+- windows of 8 frames, 2 context + 6 new, stride 6, the last aligned to the end (:func:`window_plan`);
+- local context: two (frame, position map) pairs (:func:`local_context`); global context: the encoder's feature of the
+  previous window's sample averaged with the running one (:class:`GlobalContext`), the blank clip first;
+- tasks: :func:`predict` (live photo from one frame), :func:`generate`, :func:`interpolate`, :func:`infill` (RePaint).
+
+Deviations from the official loop, on purpose: the given frames (and the frames a window is conditioned on) are kept as
+they are, never regenerated; ``encode`` and ``denoise`` use the same weights (the official test encodes with the raw
+weights and samples with the EMA ones); interpolation runs (the official test has no branch for it); infilling runs
+(the official one calls an undefined ``get_schedule_jump``) and re-noises with fresh noise at the step's output level.
+
+Cost: NFE = (len(sigmas) − 1) × windows, one call of batch B per step (no CFG), plus one encoder call per window
+(500 NFE for 30 frames from 2 at 100 steps); infilling with jumps: :func:`infill_nfe_per_window` × windows. The video
+stays on ``store``; a window moves only its own 8 frames, one feature and one previous sample are held, so peak memory
+does not grow with the number of windows. Randomness: one CPU generator per purpose for the whole run, drawn window
+after window — ``initial`` (each window's start noise), ``ancestral`` (DDPM noise), ``lgcvd/renoise`` and
+``lgcvd/jump`` (infilling) — so with the same seed an infill's draws for the unknown frames are generate's.
 """
 from __future__ import annotations
 
@@ -386,8 +408,8 @@ def infill_nfe_per_window(steps: int, jump_length: int = 10, jump_n_sample: int 
 def infill(denoise: Callable, encode: Callable, video: torch.Tensor, known, sigmas: torch.Tensor,
            sampler: str = "ddpm", seed: int = 0, jump_length: int = 10, jump_n_sample: int = 1, device=None,
            store=None, callback: Optional[Callable] = None) -> torch.Tensor:
-    """Infilling: ``video`` ``(B, 3, N, H, W)`` in [−1, 1] of which the frames ``known`` (indices) are given; returns the
-    video with every other frame generated, the known frames unchanged, on ``store`` (default: the video's device).
+    """Infilling: ``video`` ``(B, 3, N, H, W)`` in [−1, 1] of which the frames ``known`` (indices) are given; returns
+    the video with every other frame generated, the known frames unchanged, on ``store`` (default: the video's device).
 
     Windows as :func:`generate` (``window_plan(N, given=0)``: starts 0, 6, …, the last aligned to the end). In a window
     the **pasted** slots are its known frames and, after the first window, its two context slots (frames already
@@ -447,7 +469,4 @@ def infill(denoise: Callable, encode: Callable, video: torch.Tensor, known, sigm
                 x = x.index_copy(2, index, paste)
         return x
 
-    _run_windows(denoise, encode, out, plan, first, sigmas, sampler, seed, device, callback, sample=sample)
-    if known:
-        out[:, :, known] = video[:, :, known].to(out.device, out.dtype)   # unchanged, bit for bit
-    return out
+    return _run_windows(denoise, encode, out, plan, first, sigmas, sampler, seed, device, callback, sample=sample)

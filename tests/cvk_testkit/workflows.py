@@ -186,7 +186,8 @@ EXAMPLE_VIDEOS = {"cvk_text_to_video": (8, 128, 128), "cvk_videoguide": (8, 128,
                   "cvk_i4vgen_image_to_video": (8, 128, 128), "cvk_cameractrl": (8, 128, 128),
                   "cvk_cvd_two_views": (8, 256, 128), "cvk_cvd_four_views": (8, 384, 96),
                   "cvk_lvdm_unconditional": (16, 128, 128), "cvk_videoguide_vc2": (8, 128, 128),
-                  "cvk_long_video_animatediff": (64, 64, 64), "cvk_long_video_lvdm": (128, 64, 64)}
+                  "cvk_long_video_animatediff": (64, 64, 64), "cvk_long_video_lvdm": (128, 64, 64),
+                  "cvk_lgcvd_predict": (30, 32, 32), "cvk_lgcvd_infill": (16, 32, 32)}
 
 
 def video_endings(workflow: dict) -> list[str]:

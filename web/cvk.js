@@ -1,14 +1,14 @@
 // Consistent Video Kit frontend extension: small, dependency-free; nothing is loaded from the network.
 // Draws an "untrained demo" badge on the loaders while one of the tiny demo models (video models, CameraCtrl,
-// the CVD sync module) is selected, so a shared workflow never passes them off as real models. It never touches
-// the node's title.
+// the CVD sync module, LVDM, LGC-VD) is selected, so a shared workflow never passes them off as real models.
+// It never touches the node's title.
 import { app } from "../../scripts/app.js";
 
 const UNTRAINED = "(untrained demo)";
 // loader → the widget that names the model
 const LOADERS = {CVK_VideoModelLoader: "model_name", CVK_GuideModelLoader: "model_name",
                  CVK_CameraCtrlLoader: "cameractrl", CVK_CVDSyncLoader: "sync_module",
-                 CVK_LVDMLoader: "model_name"};
+                 CVK_LVDMLoader: "model_name", CVK_LGCVDLoader: "model_name"};
 
 app.registerExtension({
   name: "ConsistentVideoKit.core",

@@ -99,7 +99,7 @@ TITLE_CHAR_WIDTH = 8
 BADGE = 102 + 6
 UNTRAINED = "(untrained demo)"
 BADGED = ("CVK_VideoModelLoader", "CVK_GuideModelLoader", "CVK_CameraCtrlLoader",   # LOADERS in web/cvk.js
-          "CVK_CVDSyncLoader", "CVK_LVDMLoader")
+          "CVK_CVDSyncLoader", "CVK_LVDMLoader", "CVK_LGCVDLoader")
 
 
 def title_problems(workflow: dict, display_names: dict) -> list[str]:

@@ -520,13 +520,13 @@ def load_lgcvd(path: str, dataset: Optional[str] = None, weights: str = "ema", p
     schedule buffers are ignored, ``step`` and ``scaler`` carry no tensors. ``dataset`` (``cityscapes`` / ``bair``) sets
     the attention placement and native size; None reads it from the file name."""
     name = os.path.basename(path)
-    dataset = dataset_from_name(name) if dataset is None else dataset
-    config = read_config(dataset, config_root)
     if weights not in WEIGHTS:
         raise LoadOptionError("weights", f"weights must be one of {WEIGHTS}, got {weights!r}")
     device, prec = _precision(precision, device)
     sd = read_state_dict(path, nested=True)     # memory-mapped: the copy not chosen is never read from disk
-    tensors = container_tensors(sd, weights, name)
+    tensors = container_tensors(sd, weights, name)  # first: a file that is no LGC-VD model says so, whatever its name
+    dataset = dataset_from_name(name) if dataset is None else dataset
+    config = read_config(dataset, config_root)
     with empty_params():
         nets = build_networks(config)
     load_into(nets, match_file(nets, tensors, f"'{name}' ({weights} weights, {dataset} config)"), prec.unet)

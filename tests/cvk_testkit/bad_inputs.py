@@ -22,8 +22,9 @@ TEXT_CKPT, MM_AS_BASE = "checkpoints/notes.ckpt", "checkpoints/motion_module_as_
 BAD_SCORER, GOOD_POSES, BAD_POSES = "not_a_model.safetensors", "cvk_poses.txt", "cvk_bad_poses.txt"
 BAD_CAMERACTRL, BAD_SYNC = "not_a_cameractrl.ckpt", "not_a_sync_module.ckpt"
 TINY_LVDM, BAD_LVDM = "tiny-lvdm (untrained demo)", "not_an_lvdm.ckpt"
+BAD_LGCVD, FRAME_PNG = "not_an_lgcvd.pt", "cvk_frame.png"
 TINY_CAMERACTRL, TINY_SYNC = "tiny CameraCtrl (untrained demo)", "tiny CVD sync module (untrained demo)"
-MODEL_FOLDERS = ("checkpoints", "diffusers", "animatediff_models", "scorers", "cameractrl", "cvd", "lvdm")
+MODEL_FOLDERS = ("checkpoints", "diffusers", "animatediff_models", "scorers", "cameractrl", "cvd", "lvdm", "lgcvd")
 
 
 def write_files(models: str, inputs: str) -> None:
@@ -36,9 +37,12 @@ def write_files(models: str, inputs: str) -> None:
     tf.write_motion_module(os.path.join(models, MM_AS_BASE), mid_block=False)
     for path in (os.path.join(models, "animatediff_models", BROKEN_MM), os.path.join(models, TEXT_CKPT),
                  os.path.join(models, "scorers", BAD_SCORER), os.path.join(models, "cameractrl", BAD_CAMERACTRL),
-                 os.path.join(models, "cvd", BAD_SYNC), os.path.join(models, "lvdm", BAD_LVDM)):
+                 os.path.join(models, "cvd", BAD_SYNC), os.path.join(models, "lvdm", BAD_LVDM),
+                 os.path.join(models, "lgcvd", BAD_LGCVD)):
         with open(path, "w") as f:
             f.write("this is a text file, not a model\n")
+    from PIL import Image
+    Image.new("RGB", (40, 40), (200, 120, 60)).save(os.path.join(inputs, FRAME_PNG))   # a picture to load
     rows = "".join(f"{i} 0.5 0.9 0.5 0.5 0 0 1 0 0 {0.1 * i} 0 1 0 0 0 0 1 0\n" for i in range(3))
     with open(os.path.join(inputs, GOOD_POSES), "w") as f:
         f.write("https://example.invalid/clip\n" + rows)
@@ -128,6 +132,30 @@ def interpolate(model="63", latent_frames=8, **over):
 
 def long_video(pred="62", interp="63", **over):
     return long_video_graph(_n("CVK_LongVideo", pred_model=[pred, 0], interp_model=[interp, 0], **dict(LONG, **over)))
+
+
+TINY_LGCVD = "tiny-lgcvd (untrained demo)"
+LG_LOADER = dict(model_name=TINY_LGCVD, dataset="auto (from the file name)", weights="ema", precision="auto")
+LG_TASK = dict(steps=2, sampler="ddpm", seed=0)
+
+
+def lgcvd(node: dict, loader=None, size: int = 32) -> dict:
+    """The tiny LGC-VD ("70"), a 32 px picture batch ("71": LoadImage → ImageScale), ``node`` ("72") previewed."""
+    return {"70": _n("CVK_LGCVDLoader", **dict(LG_LOADER, **(loader or {}))),
+            "73": _n("LoadImage", image=FRAME_PNG),
+            "71": _n("ImageScale", image=["73", 0], upscale_method="area", width=size, height=size, crop="center"),
+            "72": node, "91": _n("PreviewImage", images=["72", 0])}
+
+
+def lg_predict(size=32, loader=None, **over):
+    return lgcvd(_n("CVK_LGCVDPredict", model=["70", 0], images=["71", 0], **dict(LG_TASK, new_frames=2) | over),
+                 loader, size)
+
+
+def lg_infill(**over):
+    g = lgcvd(_n("CVK_LGCVDInfill", model=["70", 0], images=["74", 0],
+                 **dict(LG_TASK, known="0, 7", jump_length=10, jump_n_sample=1) | over))
+    return g | {"74": _n("CVK_LGCVDGenerate", model=["70", 0], frames=8, **LG_TASK)}
 
 
 def t2v(**over):
@@ -450,6 +478,36 @@ CASES = [
          "got 6; expected a multiple of 4"),
     Case("long-video-zero-steps", long_video(steps=0), "validation", "CVK_LongVideo", "steps",
          "value_smaller_than_min"),
+    # LGC-VD
+    Case("lgcvd-text-file", lg_predict(loader={"model_name": BAD_LGCVD}), "node", "CVK_LGCVDLoader", "model_name",
+         "'not_an_lgcvd.pt' could not be read"),
+    Case("lgcvd-demo-with-a-dataset", lg_predict(loader={"dataset": "bair"}), "node", "CVK_LGCVDLoader", "dataset",
+         "expected 'auto (from the file name)' for the tiny demo"),
+    Case("lgcvd-picture-of-another-size", lg_predict(size=48), "node", "CVK_LGCVDPredict", "images",
+         "expected 32×32 pictures, tiny-lgcvd's native size"),
+    Case("lgcvd-video-model-into-predict", lg_predict() | {"72": _n("CVK_LGCVDPredict", model=["1", 0],
+                                                                    images=["71", 0], new_frames=2, **LG_TASK),
+                                                          "1": _loader()},
+         "validation", "CVK_LGCVDPredict", "model", "return_type_mismatch"),
+    Case("lgcvd-zero-new-frames", lg_predict(new_frames=0), "validation", "CVK_LGCVDPredict", "new_frames",
+         "value_smaller_than_min"),
+    Case("lgcvd-generate-too-short", lgcvd(_n("CVK_LGCVDGenerate", model=["70", 0], frames=6, **LG_TASK)),
+         "validation", "CVK_LGCVDGenerate", "frames", "value_smaller_than_min"),
+    Case("lgcvd-interpolate-a-batch", lgcvd(_n("CVK_LGCVDInterpolate", model=["70", 0], first=["74", 0],
+                                              last=["71", 0], **LG_TASK))
+         | {"74": _n("CVK_LGCVDGenerate", model=["70", 0], frames=8, **LG_TASK)},
+         "node", "CVK_LGCVDInterpolate", "first", "expected one picture"),
+    Case("lgcvd-infill-index-out-of-range", lg_infill(known="0, 8"), "node", "CVK_LGCVDInfill", "known",
+         "got '0, 8'; expected indices from 0 to 7"),
+    Case("lgcvd-infill-nothing-known", lg_infill(known=" , "), "node", "CVK_LGCVDInfill", "known",
+         "expected at least one known frame"),
+    Case("lgcvd-infill-words", lg_infill(known="first and last"), "node", "CVK_LGCVDInfill", "known",
+         "expected frame indices such as '0, 1, 7'"),
+    Case("lgcvd-infill-short-video", lg_infill() | {"74": _n("CVK_LGCVDPredict", model=["70", 0], images=["71", 0],
+                                                              new_frames=3, **LG_TASK)},
+         "node", "CVK_LGCVDInfill", "images", "of at least 8 frames"),
+    Case("lgcvd-sampler-unknown", lg_predict(sampler="euler"), "validation", "CVK_LGCVDPredict", "sampler",
+         "value_not_in_list"),
     Case("preview-size-too-small", trajectory() | {"11": _n("CVK_CameraPreview", camera=["10", 0], size=64,
                                                            projections="top,front")},
          "validation", "CVK_CameraPreview", "size", "value_smaller_than_min"),

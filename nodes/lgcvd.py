@@ -255,8 +255,8 @@ class CVK_LGCVDInfill:
     DESCRIPTION = ("LGC-VD infilling (RePaint style): regenerates every frame of a video except the known ones, which "
                    "are re-noised to each step's level and pasted, so the result agrees with them (the official "
                    "infilling calls a function defined nowhere; ours runs). Optional resampling jumps trade time for "
-                   "coherence. Cost: windows × (steps + (jump_n_sample − 1)·jump_length·⌊(steps − jump_length − 1)/"
-                   "jump_length + 1⌋) network calls.")
+                   "coherence. Cost: windows × (steps + (jump_n_sample − 1)·jump_length·⌈(steps − jump_length)/"
+                   "jump_length⌉) network calls (the last factor 0 when steps ≤ jump_length).")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("images",)

@@ -11,11 +11,10 @@ anything with :meth:`Scorer.score`; the selector takes the argmax of what it ret
   CLIP's mean/std.
 - :func:`tiny_clip_scorer`: a tiny UNTRAINED CLIP built in code from fixed seeds, for demo workflows
   and tests. Its scores are deterministic and prompt-dependent but carry no meaning.
+- ImageReward-v1.0, the official selector: ``models/imagereward.py`` (on :class:`NetworkScorer` and
+  :func:`clip_preprocess`).
 - :class:`ExternalScores`: scores from any other node as a comma-separated STRING (:func:`parse_scores`).
 - :class:`PickIndex`: the user's own choice of candidate.
-
-ImageReward-v1.0 is not offered yet: see the I4VGen issue note (its BERT tokenizer vocabulary is not
-available offline from transformers or ComfyUI).
 
 Scoring never builds an autograd graph (``torch.inference_mode``); results are ``(N,)`` float32 on the CPU.
 """
@@ -94,16 +93,22 @@ def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
 
 
 def clip_preprocess(images: torch.Tensor, image_size: int, mean: Sequence[float] = CLIP_MEAN,
-                    std: Sequence[float] = CLIP_STD) -> torch.Tensor:
+                    std: Sequence[float] = CLIP_STD, crop: str = "floor") -> torch.Tensor:
     """IMAGE ``(N, H, W, 3)`` in 0..1 → pixel values ``(N, 3, image_size, image_size)`` float32: short side
     resized to ``image_size`` (bicubic, antialiased; clamped to 0..1 as an 8-bit resize would be), centre
-    crop (offsets ``(H - S) // 2``, ``(W - S) // 2``), then ``(x - mean) / std`` per channel."""
+    crop, then ``(x - mean) / std`` per channel. The crop offsets are ``(H - S) // 2``, ``(W - S) // 2`` with
+    ``crop="floor"`` (transformers' CLIP image processor) or ``int(round((H - S) / 2))`` with ``crop="round"``
+    (torchvision's ``CenterCrop``, which ImageReward's official preprocessing uses; Python rounds halves to
+    even, so the two differ by one pixel when ``H - S`` is 3 mod 4)."""
+    if crop not in ("floor", "round"):
+        raise ValueError(f"crop must be 'floor' or 'round', got {crop!r}")
     x = images.float().permute(0, 3, 1, 2)
     h, w = x.shape[-2:]
     nh, nw = resized_size(h, w, image_size)
     if (nh, nw) != (h, w):
         x = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False).clamp_(0.0, 1.0)
-    top, left = (nh - image_size) // 2, (nw - image_size) // 2
+    offset = (lambda d: d // 2) if crop == "floor" else (lambda d: int(round(d / 2.0)))
+    top, left = offset(nh - image_size), offset(nw - image_size)
     x = x[:, :, top:top + image_size, left:left + image_size]
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
@@ -112,23 +117,23 @@ def clip_preprocess(images: torch.Tensor, image_size: int, mean: Sequence[float]
 
 # ---------------------------------------------------------------- CLIP score
 
-class CLIPScorer(Scorer):
-    """CLIP score ``100 · cos(image_embeds, text_embeds)`` with a transformers ``CLIPModel``.
+class NetworkScorer(Scorer):
+    """A scorer with a network: the model is a host ModelPart with the text encoders' devices (as ComfyUI's CLIP
+    vision), loaded through the host's model management when it scores; images in batches of ``batch_size``;
+    the prompt padded and truncated to ``max_length`` tokens. Subclasses write :meth:`_score` (called in
+    inference mode)."""
 
-    The model is a host ModelPart with the text encoders' devices (as ComfyUI's CLIP vision), loaded through
-    the host's model management when it scores; images in batches of ``batch_size``; the prompt is truncated
-    to the text tower's positions (77 for CLIP)."""
-
-    def __init__(self, model: torch.nn.Module, tokenizer, image_size: int, mean: Sequence[float] = CLIP_MEAN,
-                 std: Sequence[float] = CLIP_STD, name: str = "CLIP", batch_size: int = 16, untrained: bool = False):
+    def __init__(self, model: torch.nn.Module, tokenizer, image_size: int, max_length: int,
+                 mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD, name: str = "scorer",
+                 batch_size: int = 16, untrained: bool = False):
         self.part = host.ModelPart(model.eval().requires_grad_(False), "text_encoder", f"{name} scorer")
         self.tokenizer = tokenizer
         self.image_size = int(image_size)
+        self.max_length = int(max_length)
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.name = name
         self.batch_size = int(batch_size)
         self.untrained = untrained
-        self.max_length = int(model.config.text_config.max_position_embeddings)
 
     @property
     def model(self) -> torch.nn.Module:
@@ -142,9 +147,23 @@ class CLIPScorer(Scorer):
 
     def score(self, prompt: str, images: torch.Tensor) -> torch.Tensor:
         # cloned outside inference mode: callers may index-assign into the result
-        return self._score(prompt, check_images(images)).clone()
+        with torch.inference_mode():
+            out = self._score(prompt, check_images(images))
+        return out.clone()
 
-    @torch.inference_mode()
+    def _score(self, prompt: str, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class CLIPScorer(NetworkScorer):
+    """CLIP score ``100 · cos(image_embeds, text_embeds)`` with a transformers ``CLIPModel``; the prompt is
+    truncated to the text tower's positions (77 for CLIP)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, image_size: int, mean: Sequence[float] = CLIP_MEAN,
+                 std: Sequence[float] = CLIP_STD, name: str = "CLIP", batch_size: int = 16, untrained: bool = False):
+        super().__init__(model, tokenizer, image_size, int(model.config.text_config.max_position_embeddings),
+                         mean, std, name, batch_size, untrained)
+
     def _score(self, prompt: str, images: torch.Tensor) -> torch.Tensor:
         tokens = self.tokenize(prompt)
         model = self.model

@@ -351,7 +351,7 @@ def _check_med_config(folder: str, name: str, text: dict) -> None:
 
 
 def load_imagereward(path: str, dtype: Optional[torch.dtype] = None, batch_size: int = 8,
-                     config: dict = IMAGEREWARD_V1) -> ImageRewardScorer:
+                     config: Optional[dict] = None) -> ImageRewardScorer:
     """An :class:`ImageRewardScorer` from a folder holding the released ``ImageReward.pt`` (or that file itself)
     and bert-base-uncased's ``vocab.txt`` beside it. Strict: every tensor maps to a parameter (the position-id
     buffer, checked, is the one tensor dropped), every parameter is covered; the vocabulary must give 30524 ids.
@@ -367,6 +367,7 @@ def load_imagereward(path: str, dtype: Optional[torch.dtype] = None, batch_size:
     else:
         raise CheckpointError(f"'{path}' is neither a file nor a folder")
     name = os.path.basename(folder.rstrip(os.sep))
+    config = config or IMAGEREWARD_V1
     tokenizer = imagereward_tokenizer(os.path.join(folder, VOCAB_NAME), config["text"]["vocab_size"])  # fail fast
     _check_med_config(folder, name, config["text"])
     model = build_imagereward(config)

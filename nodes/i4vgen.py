@@ -71,7 +71,7 @@ class CVK_AnchorCandidates:
 
 class CVK_AnchorSelector:
     DESCRIPTION = ("I4VGen stage 1b: picks the best candidate (argmax of its score). Scores from a scorer (Load "
-                   "Anchor Scorer: CLIP score; the official selector is ImageReward), from any other node as a "
+                   "Anchor Scorer: ImageReward, the official selector, or CLIP score), from any other node as a "
                    "comma-separated list, or simply a chosen index.")
     CATEGORY = CATEGORY
     RETURN_TYPES = ("IMAGE", "LATENT", "STRING")

@@ -435,7 +435,8 @@ def test_node_lists_files_and_folders(tiny, models_dir):
     (models_dir / "notes.txt").write_text("x")
     write_folder(tiny, models_dir / "clipdir")
     choices = N.scorer_choices()
-    assert choices == ["tiny CLIP (untrained demo)", "a.safetensors", "sub/b.safetensors", "clipdir"]
+    assert choices == ["tiny CLIP (untrained demo)", "tiny ImageReward (untrained demo)", "a.safetensors",
+                       "sub/b.safetensors", "clipdir"]
     spec = N.CVK_ScorerLoader.INPUT_TYPES()["required"]["scorer"]
     assert spec[0] == choices and spec[1]["tooltip"]
 

@@ -23,6 +23,7 @@ BAD_SCORER, GOOD_POSES, BAD_POSES = "not_a_model.safetensors", "cvk_poses.txt", 
 BAD_CAMERACTRL, BAD_SYNC = "not_a_cameractrl.ckpt", "not_a_sync_module.ckpt"
 TINY_LVDM, BAD_LVDM = "tiny-lvdm (untrained demo)", "not_an_lvdm.ckpt"
 BAD_LGCVD, FRAME_PNG = "not_an_lgcvd.pt", "cvk_frame.png"
+IR_NO_VOCAB, IR_WRONG_SIZE = "ImageReward_no_vocab", "ImageReward_tiny_weights"   # folders in models/scorers
 TINY_CAMERACTRL, TINY_SYNC = "tiny CameraCtrl (untrained demo)", "tiny CVD sync module (untrained demo)"
 MODEL_FOLDERS = ("checkpoints", "diffusers", "animatediff_models", "scorers", "cameractrl", "cvd", "lvdm", "lgcvd")
 
@@ -41,6 +42,12 @@ def write_files(models: str, inputs: str) -> None:
                  os.path.join(models, "lgcvd", BAD_LGCVD)):
         with open(path, "w") as f:
             f.write("this is a text file, not a model\n")
+    # ImageReward folders: the tiny model's file without its vocab.txt; and with a vocabulary, but tiny weights that
+    # the full-size ImageReward-v1.0 network does not fit
+    tf.write_imagereward(os.path.join(models, "scorers", IR_NO_VOCAB), vocab=False)
+    tf.write_imagereward(os.path.join(models, "scorers", IR_WRONG_SIZE), vocab=False)
+    with open(os.path.join(models, "scorers", IR_WRONG_SIZE, "vocab.txt"), "w") as f:
+        f.write("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"t{i}" for i in range(30517)]) + "\n")
     from PIL import Image
     Image.new("RGB", (40, 40), (200, 120, 60)).save(os.path.join(inputs, FRAME_PNG))   # a picture to load
     rows = "".join(f"{i} 0.5 0.9 0.5 0.5 0 0 1 0 0 {0.1 * i} 0 1 0 0 0 0 1 0\n" for i in range(3))
@@ -352,6 +359,13 @@ CASES = [
     Case("scorer-text-file", selector(selection="scorer", scorer=["8", 0]) | {"8": _n("CVK_ScorerLoader",
                                                                                       scorer=BAD_SCORER)},
          "node", "CVK_ScorerLoader", "scorer", "could not be read"),
+    Case("imagereward-no-vocab", selector(selection="scorer", scorer=["8", 0]) | {"8": _n("CVK_ScorerLoader",
+                                                                                          scorer=IR_NO_VOCAB)},
+         "node", "CVK_ScorerLoader", "scorer",
+         os.path.join("scorers", IR_NO_VOCAB, "vocab.txt") + "')"),   # the file, in its folder
+    Case("imagereward-tiny-weights", selector(selection="scorer", scorer=["8", 0]) | {"8": _n("CVK_ScorerLoader",
+                                                                                              scorer=IR_WRONG_SIZE)},
+         "node", "CVK_ScorerLoader", "scorer", "shape mismatches"),
     # Camera
     Case("trajectory-fov-nan", trajectory(fov=NAN), "node", "CVK_CameraTrajectory", "fov", _nan("CameraTrajectory", "fov")),
     Case("trajectory-distance-nan", trajectory(distance=NAN), "node", "CVK_CameraTrajectory", "distance",

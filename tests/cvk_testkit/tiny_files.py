@@ -193,3 +193,40 @@ def write_cameractrl(path: str, unet, layout: str = "released", seed: int = 50):
                     "attention_processor_state_dict": {k: v.contiguous() for k, v in merges.items()},
                     "optimizer_state_dict": optim}, path)
     return cc
+
+
+# ImageReward: the pack's BlipVisionModel names → the released file's timm-style ViT names (written here on its own,
+# the reverse of the pack's rename table, so a file written with it tests that table)
+IMAGEREWARD_VISION_TO_FILE = (("embeddings.class_embedding", "cls_token"), ("embeddings.position_embedding", "pos_embed"),
+                              ("embeddings.patch_embedding.", "patch_embed.proj."), ("encoder.layers.", "blocks."),
+                              ("layer_norm1.", "norm1."), ("layer_norm2.", "norm2."), ("self_attn.qkv.", "attn.qkv."),
+                              ("self_attn.projection.", "attn.proj."), ("post_layernorm.", "norm."))
+
+
+def imagereward_file_state(model, prefix: str = "") -> dict:
+    """An ImageReward model's tensors under the released file's names (cloned), with med.py's persistent
+    ``blip.text_encoder.embeddings.position_ids`` buffer (``arange``), as ``torch.save(model.state_dict())``."""
+    out = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("blip.visual_encoder."):
+            rest = k[len("blip.visual_encoder."):]
+            for ours, theirs in IMAGEREWARD_VISION_TO_FILE:
+                rest = rest.replace(ours, theirs)
+            k = "blip.visual_encoder." + rest
+        out[prefix + k] = v.detach().clone().contiguous()
+    n = model.blip.text_encoder.config.max_position_embeddings
+    out[prefix + "blip.text_encoder.embeddings.position_ids"] = torch.arange(n)[None]
+    return out
+
+
+def write_imagereward(folder: str, model=None, vocab=True, prefix: str = "", name: str = "ImageReward.pt") -> str:
+    """A folder like ``models/scorers/ImageReward``: the tiny ImageReward as ``ImageReward.pt`` (a plain
+    ``torch.save`` of the state dict) and, with ``vocab``, its WordPiece vocabulary as ``vocab.txt``."""
+    from consistent_video_kit.models import imagereward as IR
+    model = model if model is not None else IR.tiny_imagereward_scorer().model
+    os.makedirs(folder, exist_ok=True)
+    torch.save(imagereward_file_state(model, prefix), os.path.join(folder, name))
+    if vocab:
+        with open(os.path.join(folder, "vocab.txt"), "w") as f:
+            f.write("\n".join(IR.TINY_VOCAB) + "\n")
+    return folder

@@ -17,12 +17,7 @@ from consistent_video_kit.nodes import scorers as N
 from consistent_video_kit.nodes.common import CVKInputError
 from consistent_video_kit.nodes.i4vgen import CVK_AnchorSelector
 from test_loaders import MANIFESTS, needs_manifests
-
-PROMPTS = ("a cat", "a dog on the moon", "zzzz", "a red panda walking through a bamboo forest")
-
-
-def images(n, h=40, w=56, seed=0):
-    return torch.rand(n, h, w, 3, generator=torch.Generator().manual_seed(seed))
+from test_scorers import PROMPTS, images
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,284 @@
+"""A native ComfyUI ``MODEL`` (a ModelPatcher) with its ``CONDITIONING`` as a σ-space denoiser (the contract in
+:mod:`..samplers`): ``denoise(x, sigma, cond=None, timestep=None) -> x0``, ``x`` ``(B, C, F, h, w)``, ``x = x0 + σ·ε``,
+plus ``.sigmas`` (the model's σ table, ascending) and ``.timestep(σ)``.
+
+The adapter is made INSIDE ComfyUI's own sampling run, so that everything ComfyUI does around a sampler still happens:
+:class:`NativeSampler` is a ComfyUI ``SAMPLER`` (a ``comfy.samplers.Sampler``) that ``SamplerCustomAdvanced`` or
+``comfy.samplers.sample`` runs under their ``CFGGuider``. The guider has then loaded the model through
+``comfy.model_management`` (with its ControlNets and other additional models), applied the ModelPatcher's weight
+patches (LoRA) and hooks, and processed the conditioning (areas, masks, ControlNet, the model's extra conds) for the
+latent's shape. The denoiser calls the guider itself (``CFGGuider.__call__`` → ``predict_noise`` →
+``sampling_function``, which batches cond and uncond through ``calc_cond_batch``): CFG, ``sampler_cfg_function``,
+pre/post-CFG functions, wrappers and the inpainting mask act as they do for a core sampler. ``cond="positive"`` /
+``"negative"`` asks for one branch alone (``calc_cond_batch`` with that processed conditioning).
+
+Prediction kinds (``model_sampling``), in the model's own space ``x_c`` at level ``s``:
+
+- ``EPS`` and ``V_PREDICTION`` work in σ-space already (``x_c = x0 + s·ε``; ComfyUI scales the network's input by
+  ``1/sqrt(1 + s²)`` itself): σ = s, x = x_c.
+- ``CONST`` (flow: Wan, LTX-Video, HunyuanVideo, Flux): ``x_c = (1 − s)·x0 + s·ε``. Divided by ``1 − s`` this is
+  ``x0 + σ·ε`` with ``σ = s/(1 − s)``; back: ``s = σ/(1 + σ)``, ``x_c = x/(1 + σ)``. x0 is the same in both. The flow
+  start s = 1 has σ = ∞; it is held at :data:`FLOW_SIGMA_MAX` = 1e9, whose s rounds to 1.0 in float32 — the network is
+  told exactly what ComfyUI tells it, and float32 keeps ``ε = (x − x0)/σ`` to its last bits.
+- anything else (X0, EDM, IMG_TO_IMG, COSMOS_RFLOW, V_PREDICTION_DDPM, ...) is refused, naming the kind.
+
+Latent layouts (``latent_format.latent_dimensions``): 2 — an image model that takes a video's frames as its batch
+(SD1.5 with AnimateDiff-Evolved), ComfyUI latent ``(B·F, C, h, w)`` ↔ ours ``(B, C, F, h, w)``, one video (B = 1) per
+ComfyUI latent; 3 — a video model's own 5-D latent ``(B, C, T, h, w)`` (Wan, LTXV, Hunyuan; T is already the
+temporally compressed length), ours as it is.
+
+ComfyUI is imported lazily, inside functions: the pack imports without it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+FLOW_SIGMA_MAX = 1e9   # σ of the flow start s = 1: s = σ/(1 + σ) rounds to 1.0 in float32
+KINDS = ("eps", "v_prediction", "flow")
+LAYOUTS = ("frames_in_batch", "5d")
+BRANCHES = (None, "cfg", "positive", "negative")
+
+
+def _comfy_samplers():
+    import comfy.samplers   # noqa: lazy: only inside ComfyUI
+    return comfy.samplers
+
+
+def prediction_kind(model_sampling) -> str:
+    """``"eps"``, ``"v_prediction"`` or ``"flow"`` for a ComfyUI ``model_sampling`` object, from the prediction class
+    it is built on (``comfy.model_sampling.EPS`` / ``V_PREDICTION`` / ``CONST``, exactly: a subclass that changes the
+    formulas, such as EDM or IMG_TO_IMG_FLOW, is another kind). Other kinds raise a ValueError naming theirs."""
+    import comfy.model_sampling as ms
+    known = {ms.EPS: "eps", ms.V_PREDICTION: "v_prediction", ms.CONST: "flow"}
+    predictions = {getattr(ms, n) for n in dir(ms) if isinstance(getattr(ms, n), type)
+                   and hasattr(getattr(ms, n), "calculate_denoised")}
+    for cls in type(model_sampling).__mro__:
+        if cls in predictions:
+            if cls in known:
+                return known[cls]
+            raise ValueError(f"native model: prediction kind {cls.__name__} ({type(model_sampling).__name__} built on "
+                             f"comfy.model_sampling.{cls.__name__}) is not supported; supported kinds: EPS "
+                             f"(ε-prediction), V_PREDICTION, CONST (flow: Wan, LTX-Video, HunyuanVideo)")
+    raise ValueError(f"native model: model_sampling {type(model_sampling).__name__} is built on no known prediction "
+                     f"kind (EPS, V_PREDICTION, CONST)")
+
+
+def latent_layout(model) -> str:
+    """``"frames_in_batch"`` or ``"5d"`` for a ComfyUI BaseModel (or ModelPatcher), from its latent format."""
+    base = getattr(model, "model", model)
+    dims = getattr(base.latent_format, "latent_dimensions", 2)
+    if dims == 2:
+        return "frames_in_batch"
+    if dims == 3:
+        return "5d"
+    raise ValueError(f"native model: a latent with {dims} spatial dimensions ({type(base.latent_format).__name__}) "
+                     f"is neither an image model's (2, frames in the batch) nor a video model's (3)")
+
+
+# ---------------------------------------------------------------- pure conversions (no ComfyUI)
+
+def to_comfy_layout(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """Ours ``(B, C, F, h, w)`` → ComfyUI's: ``(B·F, C, h, w)`` (frames in the batch) or as it is (5-D)."""
+    if layout == "5d":
+        return x
+    b, c, f, h, w = x.shape
+    return x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)
+
+
+def from_comfy_layout(x: torch.Tensor, layout: str, batch: int = 1) -> torch.Tensor:
+    """ComfyUI's latent → ours ``(B, C, F, h, w)``; frames in the batch: ``(B·F, C, h, w)`` with ``batch`` = B."""
+    if layout == "5d":
+        if x.ndim != 5:
+            raise ValueError(f"native model: a video model's latent must be 5-D (B, C, T, h, w), got {tuple(x.shape)}")
+        return x
+    if x.ndim != 4 or x.shape[0] % batch:
+        raise ValueError(f"native model: an image model's latent must be (B·F, C, h, w) with B = {batch}, "
+                         f"got {tuple(x.shape)}")
+    n, c, h, w = x.shape
+    return x.reshape(batch, n // batch, c, h, w).permute(0, 2, 1, 3, 4)
+
+
+def sigma_to_model(sigma, kind: str):
+    """Our σ (VE) → the model's level s (a float or a float64 tensor, as given)."""
+    if kind != "flow":
+        return sigma
+    return sigma / (1.0 + sigma)
+
+
+def sigma_from_model(s, kind: str):
+    """The model's level s → our σ; a flow level s ≥ 1 − 1/(1 + FLOW_SIGMA_MAX) becomes :data:`FLOW_SIGMA_MAX`."""
+    if kind != "flow":
+        return s
+    if torch.is_tensor(s):
+        s = s.to(torch.float64)
+        return torch.where(s >= 1.0, torch.full_like(s, FLOW_SIGMA_MAX), s / (1.0 - s).clamp_min(1e-300)
+                           ).clamp_max(FLOW_SIGMA_MAX)
+    s = float(s)
+    return FLOW_SIGMA_MAX if s >= 1.0 else min(s / (1.0 - s), FLOW_SIGMA_MAX)
+
+
+def x_to_model(x: torch.Tensor, sigma, kind: str) -> torch.Tensor:
+    """Our x at σ → the model's x_c: ``x/(1 + σ)`` for flow, else x. σ a float or ``(B, 1, …)`` float64."""
+    if kind != "flow":
+        return x
+    return (x.to(torch.float64) / (1.0 + sigma)).to(x.dtype)
+
+
+def x_from_model(x: torch.Tensor, s, kind: str) -> torch.Tensor:
+    """The model's x_c at level s → ours: ``x_c·(1 + σ)`` for flow (σ = s/(1 − s), held at FLOW_SIGMA_MAX)."""
+    if kind != "flow":
+        return x
+    sigma = sigma_from_model(s, kind)
+    return (x.to(torch.float64) * (1.0 + sigma)).to(x.dtype)
+
+
+# ---------------------------------------------------------------- the denoiser
+
+class NativeDenoiser:
+    """A σ-space denoiser over ComfyUI's guider during its sampling run (made by :class:`NativeSampler`; see the
+    module docstring). ``guider``: the ``model_wrap`` a ComfyUI sampler receives (a ``CFGGuider``: loaded model,
+    processed conds, CFG scale); ``extra_args``: the sampler's ``extra_args`` (``model_options``, ``seed``,
+    ``denoise_mask``); ``batch``: videos per ComfyUI latent in the frames-in-batch layout (1).
+
+    ``denoise(x, sigma, cond=None, timestep=None)``: ``x`` ``(B, C, F, h, w)``; σ a float or one level per sample
+    ``(B,)``; ``cond`` ``None``/``"cfg"`` (the guider's CFG x0, at the guider's scale: use it with CFG scale 1 on our
+    side) or ``"positive"``/``"negative"`` (one branch). ``timestep`` must be left out or equal the timestep of σ: a
+    native model is always told its own level (σ per frame is not supported yet).
+    """
+
+    def __init__(self, guider, extra_args: Optional[dict] = None, inpaint=None, batch: int = 1):
+        self.guider = guider
+        self.extra_args = dict(extra_args or {})
+        self.inner_model = guider.inner_model
+        self.model_sampling = self.inner_model.model_sampling
+        self.kind = prediction_kind(self.model_sampling)
+        self.layout = latent_layout(self.inner_model)
+        self.batch = int(batch)
+        self._call = inpaint if inpaint is not None else guider
+        table = self.model_sampling.sigmas.detach().to("cpu", torch.float64)
+        self.sigmas = sigma_from_model(table, self.kind) if self.kind == "flow" else table
+        self.signal_scale = None
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.sigmas[0])
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.sigmas[-1])
+
+    def model_sigma(self, sigma):
+        """The model's own level s for our σ (what ComfyUI's sampler would pass)."""
+        return sigma_to_model(sigma, self.kind)
+
+    def timestep(self, sigma) -> torch.Tensor:
+        """What the network is told at σ: ComfyUI's ``model_sampling.timestep`` of the model's level."""
+        s = torch.as_tensor(sigma_to_model(torch.as_tensor(sigma, dtype=torch.float64), self.kind))
+        return self.model_sampling.timestep(s.to(torch.float32)).cpu()
+
+    def input_scale(self, sigma):
+        """``a`` with the model's start ``x_c = a·x``... for the seeded start ``x = ε/a`` of a sampler that draws
+        its own ε (:func:`..samplers.sampling.initial_latent`): ``1/sqrt(1 + σ²)`` (ε, v), ``1/(1 + σ)`` (flow)."""
+        return 1.0 / (1.0 + sigma) if self.kind == "flow" else 1.0 / (1.0 + sigma ** 2) ** 0.5
+
+    def __call__(self, x: torch.Tensor, sigma, cond=None, timestep=None) -> torch.Tensor:
+        if cond not in BRANCHES:
+            raise ValueError(f"native denoiser: cond must be one of {BRANCHES} (the conditioning is ComfyUI's, "
+                             f"processed by its guider), got {cond!r}")
+        if x.ndim != 5:
+            raise ValueError(f"native denoiser: x must be (B, C, F, h, w), got {tuple(x.shape)}")
+        b, f = x.shape[0], x.shape[2]
+        if torch.is_tensor(sigma) and sigma.numel() > 1:
+            sig = sigma.detach().to("cpu", torch.float64)
+            if sig.ndim != 1 or sig.shape[0] != b:
+                raise ValueError(f"native denoiser: σ must be a float or one level per sample ({b},), got shape "
+                                 f"{tuple(sigma.shape)} (σ per frame is not supported for native models yet)")
+        else:
+            sig = torch.full((b,), float(sigma), dtype=torch.float64)
+        s = sigma_to_model(sig, self.kind)                                    # (B,) the model's levels
+        if timestep is not None:
+            told = torch.as_tensor(timestep, dtype=torch.float64).reshape(-1).cpu()
+            own = self.model_sampling.timestep(s.to(torch.float32)).to(torch.float64).cpu()
+            if not torch.allclose(told.expand_as(own), own, rtol=1e-6, atol=1e-6):
+                raise ValueError(f"native denoiser: a native model is told the timestep of its own level; timestep "
+                                 f"{told.tolist()} differs from {own.tolist()} for σ {sig.tolist()}")
+        xc = x_to_model(x, sig.reshape(-1, 1, 1, 1, 1), self.kind)
+        xc = to_comfy_layout(xc, self.layout)
+        sc = s if self.layout == "5d" else s.repeat_interleave(f)
+        sc = sc.to(device=xc.device, dtype=torch.float32)
+        if cond in (None, "cfg"):
+            x0 = self._call(xc, sc, **self.extra_args)
+        else:
+            branch = self.guider.conds.get(cond)
+            if branch is None:
+                raise ValueError(f"native denoiser: the guider has no {cond!r} conditioning")
+            options = self.extra_args.get("model_options", self.guider.model_options)
+            x0 = _comfy_samplers().calc_cond_batch(self.inner_model, [branch], xc, sc, options)[0]
+        return from_comfy_layout(x0.to(x.dtype), self.layout, b)
+
+
+class NativeSampler:
+    """A ComfyUI ``SAMPLER`` that runs one of our σ-space sampling loops: ``fn(denoise, x, sigmas, callback=...)
+    -> x`` with ``denoise`` a :class:`NativeDenoiser`, ``x`` ``(B, C, F, h, w)`` at ``sigmas[0]`` (ours, VE) and
+    ``sigmas`` the run's grid in σ (descending, float64); it returns x at ``sigmas[-1]``. ComfyUI's noise scaling
+    makes the start from its NOISE and latent (as for a core sampler), and ``callback(i, x, x0, sigma)`` (ours)
+    drives ComfyUI's previews and progress. Made by :func:`native_sampler` (the class is built on
+    ``comfy.samplers.Sampler`` at first use)."""
+
+
+_SAMPLER_CLASS = None
+
+
+def native_sampler(fn: Callable, batch: int = 1):
+    """A ComfyUI SAMPLER object running ``fn`` (see :class:`NativeSampler`)."""
+    global _SAMPLER_CLASS
+    if _SAMPLER_CLASS is None:
+        base = _comfy_samplers().Sampler
+
+        class _NativeSampler(NativeSampler, base):
+            def __init__(self, fn, batch=1):
+                self.fn = fn
+                self.batch = batch
+
+            def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+                       disable_pbar=False):
+                samplers = _comfy_samplers()
+                extra_args = dict(extra_args)
+                extra_args["denoise_mask"] = denoise_mask
+                inpaint = samplers.KSamplerX0Inpaint(model_wrap, sigmas)    # ComfyUI's own mask handling
+                inpaint.latent_image = latent_image
+                inpaint.noise = noise
+                den = NativeDenoiser(model_wrap, extra_args, inpaint, self.batch)
+                ms = den.model_sampling
+                xc = ms.noise_scaling(sigmas[0], noise, latent_image, self.max_denoise(model_wrap, sigmas))
+                s_model = sigmas.detach().to("cpu", torch.float64)
+                ours = sigma_from_model(s_model, den.kind)
+                x = from_comfy_layout(x_from_model(xc, float(s_model[0]), den.kind), den.layout, self.batch)
+                total = len(sigmas) - 1
+
+                def cb(i, x_, x0, sigma):
+                    if callback is not None:
+                        xs = to_comfy_layout(x_to_model(x_, float(sigma), den.kind), den.layout)
+                        callback(i, to_comfy_layout(x0, den.layout), xs, total)
+
+                out = self.fn(den, x, ours, callback=cb)
+                out = to_comfy_layout(x_to_model(out, float(ours[-1]), den.kind), den.layout)
+                return ms.inverse_noise_scaling(sigmas[-1], out)
+
+        _NativeSampler.__name__ = _NativeSampler.__qualname__ = "NativeSampler"
+        _NativeSampler.__module__ = __name__
+        _SAMPLER_CLASS = _NativeSampler
+    return _SAMPLER_CLASS(fn, batch)
+
+
+def run_native(model, positive, negative, cfg: float, latent_image: torch.Tensor, noise: torch.Tensor,
+               sigmas: torch.Tensor, fn: Callable, seed: Optional[int] = None, denoise_mask=None,
+               disable_pbar: bool = True) -> torch.Tensor:
+    """``fn`` (see :class:`NativeSampler`) on a native ``MODEL`` with its ``CONDITIONING``, through
+    ``comfy.samplers.sample`` (a CFGGuider at scale ``cfg``): ``latent_image`` and ``noise`` in ComfyUI's latent layout,
+    ``sigmas`` the model's own grid (as ComfyUI's schedulers give it). Returns the ComfyUI latent."""
+    samplers = _comfy_samplers()
+    return samplers.sample(model, noise, positive, negative, cfg, model.load_device, native_sampler(fn), sigmas,
+                           latent_image=latent_image, denoise_mask=denoise_mask, disable_pbar=disable_pbar, seed=seed)

@@ -1,0 +1,226 @@
+"""The native-MODEL adapter (``models/native.py``) against ComfyUI's own sampling, imported into this process under
+ComfyUI's Python (the mechanism of :mod:`.comfy_checks`, whose ``import_comfy`` and ``main`` it reuses):
+
+    COMFYUI_PATH=... $COMFYUI_PYTHON -m cvk_testkit.native_checks [<check> ...]
+
+Models are built in code at tiny sizes from ComfyUI's own classes (``comfy.supported_models``), their weights drawn
+from a seeded generator (ComfyUI's layers skip initialisation). ``tests/test_native.py`` asserts on the numbers.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+from .comfy_checks import check, import_comfy, main as _main, CHECKS  # noqa: F401
+
+CPU = torch.device("cpu")
+
+
+def _setup():
+    mm = import_comfy(os.environ["COMFYUI_PATH"])
+    from cvk_testkit import load_pack
+    load_pack()
+    mm.unload_all_models()
+    return mm
+
+
+def _init(model, seed=0, std=0.1):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.diffusion_model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
+def _patcher(model):
+    import comfy.model_patcher
+    return comfy.model_patcher.ModelPatcher(model, load_device=CPU, offload_device=CPU)
+
+
+def tiny_wan():
+    """ComfyUI's Wan 2.1 T2V (``WAN21_T2V`` → ``model_base.WAN21``, CONST flow sampling, shift 8) at dim 32."""
+    import comfy.supported_models as sm
+    cfg = sm.WAN21_T2V({"image_model": "wan2.1", "model_type": "t2v", "dim": 32, "ffn_dim": 64, "num_heads": 2,
+                        "num_layers": 2, "text_dim": 16, "in_dim": 16, "out_dim": 16, "freq_dim": 32, "text_len": 8})
+    cfg.set_inference_dtype(torch.float32, None)
+    return _patcher(_init(cfg.get_model({})))
+
+
+def tiny_sd15():
+    """ComfyUI's SD1.5 (``supported_models.SD15`` → ``model_base.BaseModel``, EPS, scaled-linear table) built directly
+    with a reduced UNet: ComfyUI recognises an SD1.5 file only at model_channels 320 / context 768, so a tiny file would
+    not load through Load Diffusion Model; the object built here is the one such a load makes, at a smaller size."""
+    import comfy.supported_models as sm
+    unet = {"use_checkpoint": False, "image_size": 32, "out_channels": 4, "use_spatial_transformer": True,
+            "legacy": False, "adm_in_channels": None, "in_channels": 4, "model_channels": 32, "num_res_blocks": [1, 1],
+            "transformer_depth": [1, 1], "channel_mult": [1, 2], "transformer_depth_middle": 1,
+            "use_linear_in_transformer": False, "context_dim": 32, "transformer_depth_output": [1, 1, 1, 1],
+            "use_temporal_attention": False, "use_temporal_resblock": False}
+    cfg = sm.SD15(unet)
+    cfg.set_inference_dtype(torch.float32, None)
+    return _patcher(_init(cfg.get_model({}), seed=1, std=0.05))
+
+
+def _conds(dim, tokens, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, dim, generator=g), {}]], [[torch.randn(1, tokens, dim, generator=g), {}]]
+
+
+def _euler(record=None):
+    from consistent_video_kit.models import native  # noqa: F401
+    from consistent_video_kit.samplers.guidance import guidance
+    from consistent_video_kit.samplers.sampling import sample_ddim
+
+    def fn(den, x, sigmas, callback=None):
+        if record is not None:
+            record(den, x, sigmas)
+        return sample_ddim(guidance(den, None), x, sigmas, 0.0, callback=callback)
+    return fn
+
+
+def _diff(a, b):
+    return float((a - b).abs().max())
+
+
+@check
+def flow_euler():
+    """Wan (flow, 5-D): our DDIM η = 0 through the adapter vs core ``euler`` through ``comfy.samplers.sample``, CFG 5,
+    on the full grid from s = 1 and on a partial (img2img) grid from a non-empty latent."""
+    mm = _setup()
+    import comfy.samplers
+    from consistent_video_kit.models.native import run_native
+    mp = tiny_wan()
+    pos, neg = _conds(16, 8, 2)
+    g = torch.Generator().manual_seed(3)
+    noise = torch.randn(1, 16, 3, 8, 8, generator=g)
+    ms = mp.model.model_sampling
+    seen = {}
+
+    def record(den, x, sigmas):
+        seen.update(kind=den.kind, layout=den.layout, x_shape=list(x.shape), sigma0=float(sigmas[0]),
+                    table_max=den.sigma_max, table_min=den.sigma_min,
+                    loaded=[type(lm.model.model).__name__ for lm in mm.current_loaded_models if lm.model is not None])
+    out = {}
+    for name, sig, lat in (("full", comfy.samplers.calculate_sigmas(ms, "simple", 6), torch.zeros(1, 16, 3, 8, 8)),
+                           ("partial", comfy.samplers.calculate_sigmas(ms, "simple", 10)[-5:],
+                            torch.randn(1, 16, 3, 8, 8, generator=g))):
+        core = comfy.samplers.sample(mp, noise, pos, neg, 5.0, CPU, comfy.samplers.ksampler("euler"), sig,
+                                     latent_image=lat, seed=0, disable_pbar=True)
+        ours = run_native(mp, pos, neg, 5.0, lat, noise, sig, _euler(record), seed=0)
+        out[name] = {"max_diff": _diff(core, ours), "scale": float(core.abs().max()), "shape": list(ours.shape),
+                     "sigmas": [float(s) for s in sig], "seen": dict(seen)}
+    return out
+
+
+@check
+def eps_cfg():
+    """SD1.5-like ε model (frames in the batch): the adapter's CFG x0 vs ComfyUI's ``sampling_function`` on the
+    guider's processed conds at CFG 7.5, at three σ; single branches vs ``calc_cond_batch``; two videos in one call
+    vs one at a time; the σ table vs SD's scaled-linear ᾱ."""
+    _setup()
+    import comfy.samplers
+    from consistent_video_kit.models.native import run_native
+    from consistent_video_kit.samplers.vp import sigmas_from_alphas_cumprod, vp_alphas_cumprod
+    mp = tiny_sd15()
+    pos, neg = _conds(32, 8, 4)
+    frames = 3
+    lat = torch.zeros(frames, 4, 8, 8)
+    noise = torch.randn(frames, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    sig = comfy.samplers.calculate_sigmas(mp.model.model_sampling, "normal", 2)
+    res = {}
+
+    def fn(den, x, sigmas, callback=None):
+        gd = den.guider
+        opts = den.extra_args["model_options"]
+        res.update(kind=den.kind, layout=den.layout, x_shape=list(x.shape),
+                   table=_diff(den.sigmas, sigmas_from_alphas_cumprod(vp_alphas_cumprod("scaled_linear", 0.00085, 0.012))))
+        g = torch.Generator().manual_seed(6)
+        rows = []
+        for s in (14.0, 2.5, 0.3):
+            xs = torch.randn(1, 4, frames, 8, 8, generator=g) * (1 + s * s) ** 0.5
+            xc = xs[0].transpose(0, 1).contiguous()                    # ComfyUI's layout: frames as the batch
+            st = torch.full((frames,), s)
+            ref = comfy.samplers.sampling_function(gd.inner_model, xc, st, gd.conds["negative"], gd.conds["positive"],
+                                                   7.5, model_options=opts, seed=0)
+            ref = ref.transpose(0, 1).unsqueeze(0)
+            refs = comfy.samplers.calc_cond_batch(gd.inner_model, [gd.conds["positive"], gd.conds["negative"]], xc, st,
+                                                  opts)
+            x2 = torch.randn_like(xs)
+            both = den(torch.cat([xs, x2]), torch.tensor([s, s], dtype=torch.float64))
+            rows.append({"sigma": s, "cfg": _diff(den(xs, s), ref), "scale": float(ref.abs().max()),
+                         "positive": _diff(den(xs, s, "positive"), refs[0].transpose(0, 1).unsqueeze(0)),
+                         "negative": _diff(den(xs, s, "negative"), refs[1].transpose(0, 1).unsqueeze(0)),
+                         "cfg_vs_positive": _diff(den(xs, s), refs[0].transpose(0, 1).unsqueeze(0)),
+                         "batched": max(_diff(both[:1], den(xs, s)), _diff(both[1:], den(x2, s)))})
+        res["rows"] = rows
+        return x
+    run_native(mp, pos, neg, 7.5, lat, noise, sig, fn, seed=0)
+    return res
+
+
+@check
+def lora_patch():
+    """A LoRA-like weight patch (``ModelPatcher.add_patches`` on one weight of a clone) reaches the adapter: the
+    patched clone's run differs from the plain one and equals the plain model with that weight changed by hand; the
+    plain model after the clone gives its own output again."""
+    _setup()
+    import comfy.samplers
+    from consistent_video_kit.models.native import run_native
+    mp = tiny_wan()
+    pos, neg = _conds(16, 8, 2)
+    noise = torch.randn(1, 16, 2, 8, 8, generator=torch.Generator().manual_seed(7))
+    lat = torch.zeros_like(noise)
+    sig = comfy.samplers.calculate_sigmas(mp.model.model_sampling, "simple", 3)
+    key = "diffusion_model.blocks.0.self_attn.q.weight"
+    w = mp.model.diffusion_model.blocks[0].self_attn.q.weight
+    delta = torch.randn(w.shape, generator=torch.Generator().manual_seed(8)) * 0.5
+
+    def run(m):
+        return run_native(m, pos, neg, 4.0, lat, noise, sig, _euler(), seed=0)
+    plain = run(mp)
+    patched_mp = mp.clone()
+    added = patched_mp.add_patches({key: (delta,)}, 1.0)
+    patched = run(patched_mp)
+    plain_again = run(mp)
+    with torch.no_grad():
+        w.add_(delta)
+    by_hand = run(mp)
+    return {"added": list(added), "plain_vs_patched": _diff(plain, patched), "plain_again": _diff(plain, plain_again),
+            "patched_vs_by_hand": _diff(patched, by_hand), "scale": float(plain.abs().max())}
+
+
+@check
+def kinds():
+    """Every prediction kind of ``comfy.model_sampling``: accepted (EPS, V_PREDICTION, CONST) or refused with its name;
+    a model whose model_sampling is patched to X0 is refused by a run."""
+    _setup()
+    import comfy.model_sampling as ms
+    import comfy.samplers
+    from consistent_video_kit.models.native import prediction_kind, run_native
+    out = {}
+    for name in ("EPS", "V_PREDICTION", "CONST", "X0", "EDM", "IMG_TO_IMG", "IMG_TO_IMG_FLOW", "V_PREDICTION_DDPM",
+                 "COSMOS_RFLOW"):
+        cls = type("ModelSampling", (ms.ModelSamplingDiscrete, getattr(ms, name)), {})
+        try:
+            out[name] = prediction_kind(cls())
+        except ValueError as e:
+            out[name] = "refused: " + str(e)
+    mp = tiny_wan()
+    x0 = type("ModelSampling", (ms.ModelSamplingDiscreteFlow, ms.X0), {})()
+    patched = mp.clone()
+    patched.add_object_patch("model_sampling", x0)
+    lat = torch.zeros(1, 16, 1, 4, 4)
+    pos, neg = _conds(16, 8, 2)
+    try:
+        run_native(patched, pos, neg, 1.0, lat, torch.randn_like(lat), torch.tensor([1.0, 0.0]), _euler(), seed=0)
+        out["run"] = "ran"
+    except ValueError as e:
+        out["run"] = "refused: " + str(e)
+    return out
+
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or ["flow_euler", "eps_cfg", "lora_patch", "kinds"]
+    sys.exit(_main(names))

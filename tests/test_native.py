@@ -171,6 +171,22 @@ def test_sigma_per_frame_is_refused_for_v_prediction_and_with_an_inpainting_mask
     assert c["eps"].startswith("refused: ") and "denoise_mask" in c["eps"], c
 
 
+def test_long_video_extend_runs_as_a_comfyui_sampler_with_the_replace_rule(checks):
+    """``long_video.extend`` (REPLACE, 3 windows of 4, context 2, s = 400, η = 1, 10 steps) run by ``native_sampler``
+    under ComfyUI's CFGGuider (CFG 6) on the tiny SD1.5-like ε model: window 0 calls with float σ; in windows 1 and 2
+    every call's known slots hold z_s (σ_t ≤ σ_s) or z_s + √(σ_t² − σ_s²)·ξ (σ_t > σ_s) exactly — ξ_s and ξ rebuilt
+    from our own generators — at levels σ_s / σ_t, the other slots at σ_t, timestep of σ_t; and what ComfyUI hands
+    the model (one call per step, at σ_t) is, after its scaling by 1/sqrt(σ_t² + 1), each frame's own VP input
+    x_f/sqrt(σ_f² + 1), for both CFG halves."""
+    c = result(checks, "extend_native")
+    assert c["calls"] == 30 and c["first_window_floats"] and c["cond"] == ["None"] and c["finite"]
+    assert c["counts"]["renoised"] > 0 and c["counts"]["held"] > 0, c["counts"]
+    assert c["known_max_diff"] == 0.0 and c["problems"] == [], c["problems"][:3]
+    assert c["out_shape"] == [1, 4, 8, 8, 8] and c["out_finite"]
+    assert c["net_calls"] == 30 and c["net_sigma_is_step"]
+    assert c["net_input_max_diff"] <= 1e-5, c["net_input_max_diff"]
+
+
 def test_a_weight_patch_on_the_model_reaches_the_adapter(checks):
     """ModelPatcher.add_patches (LoRA-style, one attention weight of a clone): the run changes, equals the model with
     the weight changed by hand, and the unpatched model computes its own output again."""

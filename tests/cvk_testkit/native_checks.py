@@ -278,6 +278,94 @@ def _per_frame_refusals():
 
 
 @check
+def extend_native():
+    """``samplers.long_video.extend`` (REPLACE, 3 windows of 4 latents, context 2, DDIM η = 1) run as a ComfyUI SAMPLER
+    (``native_sampler`` via ``comfy.samplers.sample``) on the tiny SD1.5-like ε model at CFG 6: every call the adapter
+    gets is recorded and set against the long-video rule, rebuilt from our own generators — known slots z_s at σ_s
+    (σ_t ≤ σ_s) or z_s + √(σ_t² − σ_s²)·ξ at σ_t, the other slots at σ_t, the timestep of σ_t."""
+    _setup()
+    import math
+    import comfy.samplers
+    from consistent_video_kit.models.native import run_native
+    from consistent_video_kit.samplers import long_video as lv
+    from consistent_video_kit.samplers.noise import generator
+    mp = tiny_sd15()
+    pos, neg = _conds(32, 8, 4)
+    seed, L, k, s, new, steps = 11, 4, 2, 400, 8, 10
+    lat = torch.zeros(L, 4, 8, 8)
+    sig = comfy.samplers.calculate_sigmas(mp.model.model_sampling, "normal", steps)
+    res = {}
+
+    class Recorder:
+        def __init__(self, den):
+            self.den, self.calls = den, []
+
+        def __getattr__(self, name):
+            return getattr(self.den, name)
+
+        def __call__(self, x, sigma, cond=None, timestep=None):
+            x0 = self.den(x, sigma, cond, timestep=timestep)
+            self.calls.append({"x": x.clone(), "sigma": sigma, "timestep": timestep, "cond": cond,
+                               "finite": bool(torch.isfinite(x0).all())})
+            return x0
+
+    def fn(den, x, sigmas, callback=None):
+        rec = Recorder(den)
+        out = lv.extend(rec, None, new, L, k, sigmas, lv.Conditioning(lv.REPLACE, s, conds=((None, None),)),
+                        (1, 4, 0, 8, 8), 1.0, seed)
+        res.update(rec=rec, out=out, sigmas=sigmas, sigma_s=float(den.sigmas[s]))
+        return x
+    net = []
+
+    def wrapper(apply_model, args):                # what ComfyUI hands the model: input and σ, before its scaling
+        net.append({"input": args["input"].clone(), "sigma": args["timestep"].clone()})
+        return apply_model(args["input"], args["timestep"], **args["c"])
+    wrapped = mp.clone()
+    wrapped.set_model_unet_function_wrapper(wrapper)
+    run_native(wrapped, pos, neg, 6.0, lat, torch.randn(lat.shape, generator=torch.Generator().manual_seed(5)), sig,
+               fn, seed=0)
+    rec, out, grid, sigma_s = res["rec"], res["out"], res["sigmas"], res["sigma_s"]
+    calls = rec.calls
+    # the network's own input, frame by frame: ComfyUI's input / sqrt(σ_t² + 1) = the frame's x / sqrt(σ_f² + 1)
+    net_worst, net_sigma_ok = 0.0, len(net) == len(calls)
+    for call, n in zip(calls, net):
+        lv_ = torch.as_tensor(call["sigma"], dtype=torch.float64).reshape(-1, 1, 1, 1) * torch.ones(L, 1, 1, 1)
+        want_in = call["x"][0].transpose(0, 1).to(torch.float64) / (1 + lv_ ** 2).sqrt()
+        st = n["sigma"].to(torch.float64).reshape(-1, 1, 1, 1)
+        got_in = n["input"].to(torch.float64) / (1 + st ** 2).sqrt()
+        for half in range(got_in.shape[0] // L):
+            net_worst = max(net_worst, _diff(got_in[half * L:(half + 1) * L], want_in))
+        step = call["sigma"] if not torch.is_tensor(call["sigma"]) else float(call["sigma"].reshape(-1)[-1])
+        net_sigma_ok &= bool(torch.allclose(n["sigma"].to(torch.float64), torch.tensor(step, dtype=torch.float64),
+                                            rtol=1e-6))
+    res_net = {"net_calls": len(net), "net_input_max_diff": net_worst, "net_sigma_is_step": net_sigma_ok}
+    perturb, renoise = generator(seed, "long-video/perturb"), generator(seed, "long-video/renoise")
+    worst, problems, counts = 0.0, [], {"renoised": 0, "held": 0}
+    for win, start in ((1, 2), (2, 4)):
+        z = out[:, :, start:start + k]
+        z_s = z + sigma_s * torch.randn(z.shape, generator=perturb)
+        for i, call in enumerate(calls[steps * win:steps * (win + 1)]):
+            sigma_t = float(grid[i])
+            if sigma_t > sigma_s:
+                xi = torch.randn(z_s.shape, generator=renoise)
+                want, level = z_s + math.sqrt(sigma_t ** 2 - sigma_s ** 2) * xi, sigma_t
+                counts["renoised"] += 1
+            else:
+                want, level = z_s, sigma_s
+                counts["held"] += 1
+            worst = max(worst, _diff(call["x"][:, :, :k], want))
+            lvls = call["sigma"].reshape(-1).tolist()
+            told = float(torch.as_tensor(call["timestep"]))
+            if lvls[:k] != [level] * k or lvls[k:] != [sigma_t] * (L - k) or told != float(rec.den.timestep(sigma_t)):
+                problems.append({"win": win, "i": i, "levels": lvls, "told": told, "sigma_t": sigma_t})
+    return {"calls": len(calls), "first_window_floats": all(not torch.is_tensor(c["sigma"]) for c in calls[:steps]),
+            "cond": sorted({str(c["cond"]) for c in calls}), "finite": all(c["finite"] for c in calls),
+            "known_max_diff": worst, "problems": problems, "counts": counts, "sigma_s": sigma_s,
+            "grid": [float(v) for v in grid], "out_shape": list(out.shape), "out_finite": bool(torch.isfinite(out).all()),
+            "scale": float(out.abs().max()), **res_net}
+
+
+@check
 def lora_patch():
     """A LoRA-like weight patch (``ModelPatcher.add_patches`` on one weight of a clone) reaches the adapter: the
     patched clone's run differs from the plain one and equals the plain model with that weight changed by hand; the
@@ -339,5 +427,5 @@ def kinds():
 
 
 if __name__ == "__main__":
-    names = sys.argv[1:] or ["flow_euler", "eps_cfg", "per_frame", "lora_patch", "kinds"]
+    names = sys.argv[1:] or ["flow_euler", "eps_cfg", "per_frame", "extend_native", "lora_patch", "kinds"]
     sys.exit(_main(names))

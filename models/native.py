@@ -144,8 +144,9 @@ class NativeDenoiser:
 
     ``denoise(x, sigma, cond=None, timestep=None)``: ``x`` ``(B, C, F, h, w)``; σ a float or one level per sample
     ``(B,)``; ``cond`` ``None``/``"cfg"`` (the guider's CFG x0, at the guider's scale: use it with CFG scale 1 on our
-    side) or ``"positive"``/``"negative"`` (one branch). ``timestep`` must be left out or equal the timestep of σ: a
-    native model is always told its own level (σ per frame is not supported yet).
+    side) or ``"positive"``/``"negative"`` (one branch). σ may also be one level per frame ``(B, 1, F, 1, 1)`` (EPS
+    and flow models) with ``timestep`` the timestep of the step level σ_t (see :meth:`__call__`); ``timestep`` left
+    out needs one level per sample.
     """
 
     def __init__(self, guider, extra_args: Optional[dict] = None, inpaint=None, batch: int = 1):
@@ -183,29 +184,91 @@ class NativeDenoiser:
         its own ε (:func:`..samplers.sampling.initial_latent`): ``1/sqrt(1 + σ²)`` (ε, v), ``1/(1 + σ)`` (flow)."""
         return 1.0 / (1.0 + sigma) if self.kind == "flow" else 1.0 / (1.0 + sigma ** 2) ** 0.5
 
+    def _levels(self, sigma, b: int, f: int):
+        """σ (a float, ``(B,)`` or ``(B, 1, F, 1, 1)``) as ``(B, 1, F, 1, 1)`` float64 on the CPU."""
+        if not torch.is_tensor(sigma):
+            return torch.full((b, 1, f, 1, 1), float(sigma), dtype=torch.float64)
+        sig = sigma.detach().to("cpu", torch.float64)
+        if sig.numel() == 1:
+            sig = sig.reshape(1, 1, 1, 1, 1)
+        elif sig.ndim == 1:
+            if sig.shape[0] != b:
+                raise ValueError(f"native denoiser: σ must be a float, one level per sample ({b},) or one per frame "
+                                 f"({b}, 1, {f}, 1, 1), got shape {tuple(sigma.shape)}")
+            sig = sig.reshape(b, 1, 1, 1, 1)
+        elif sig.ndim != 5 or any(n not in (1, m) for n, m in zip(sig.shape, (b, 1, f, 1, 1))):
+            raise ValueError(f"native denoiser: σ must be a float, one level per sample ({b},) or one per frame "
+                             f"({b}, 1, {f}, 1, 1), got shape {tuple(sigma.shape)}")
+        return sig.expand(b, 1, f, 1, 1).contiguous()
+
+    def _step_levels(self, sig: torch.Tensor, timestep) -> torch.Tensor:
+        """The step level σ_t of each sample ``(B,)``: the level whose timestep is the one told — of those among the
+        sample's frame levels, the one most frames have (ties: the larger). Without ``timestep`` the sample's level
+        must be one."""
+        b = sig.shape[0]
+        flat = sig.reshape(b, -1)
+        if timestep is None:
+            if (flat != flat[:, :1]).any():
+                raise ValueError(f"native denoiser: σ varies within a sample (levels {flat.tolist()}); the network is "
+                                 f"told one timestep per sample: pass timestep explicitly")
+            return flat[:, 0].clone()
+        told = torch.as_tensor(timestep, dtype=torch.float64).reshape(-1).cpu()
+        if told.numel() not in (1, b):
+            raise ValueError(f"native denoiser: timestep must be a scalar or one per sample ({b},), got shape "
+                             f"{tuple(torch.as_tensor(timestep).shape)}")
+        told = told.expand(b)
+        out = torch.empty(b, dtype=torch.float64)
+        for i in range(b):
+            levels, counts = torch.unique(flat[i], return_counts=True)
+            own = self.model_sampling.timestep(sigma_to_model(levels, self.kind).to(torch.float32)).to(torch.float64)
+            match = torch.isclose(own.cpu(), told[i].expand_as(own), rtol=1e-6, atol=1e-6)
+            if not match.any():
+                raise ValueError(f"native denoiser: the timestep told ({float(told[i])}) is the timestep of none of the "
+                                 f"sample's levels (σ {levels.tolist()}, timesteps {own.tolist()}); a native model is "
+                                 f"told the timestep of the step level σ_t, which must be one of the frames' levels")
+            cand = torch.nonzero(match).reshape(-1)
+            best = max(cand.tolist(), key=lambda j: (int(counts[j]), float(levels[j])))
+            out[i] = levels[best]
+        return out
+
     def __call__(self, x: torch.Tensor, sigma, cond=None, timestep=None) -> torch.Tensor:
+        """σ per frame (``(B, 1, F, 1, 1)``, with ``timestep`` told: the timestep of the step level σ_t, one of the
+        sample's frame levels): ComfyUI applies one level per sample, so the sample goes to it at σ_t with each frame
+        rescaled so that, after ComfyUI's own scaling at σ_t, the network sees that frame's input at its own σ_f —
+        ε: ``x_f·sqrt(σ_t² + 1)/sqrt(σ_f² + 1)`` (ComfyUI divides by ``sqrt(σ_t² + 1)``); flow: the model's
+        ``x_f/(1 + σ_f)`` (ComfyUI does not scale). The network's raw output is recovered from ComfyUI's x0 at σ_t
+        (ε = (x_in − x0)/σ_t; flow v = (x_in − x0)/s_t) and x0 redone per frame at σ_f (ε: ``x_f − σ_f·ε``; flow:
+        ``x_in,f − s_f·v``); frames at σ_t keep ComfyUI's x0 as it is. CFG, being affine in the raw outputs at one
+        σ_t, carries over frame by frame. V-prediction and an inpainting mask with σ per frame are refused."""
         if cond not in BRANCHES:
             raise ValueError(f"native denoiser: cond must be one of {BRANCHES} (the conditioning is ComfyUI's, "
                              f"processed by its guider), got {cond!r}")
         if x.ndim != 5:
             raise ValueError(f"native denoiser: x must be (B, C, F, h, w), got {tuple(x.shape)}")
         b, f = x.shape[0], x.shape[2]
-        if torch.is_tensor(sigma) and sigma.numel() > 1:
-            sig = sigma.detach().to("cpu", torch.float64)
-            if sig.ndim != 1 or sig.shape[0] != b:
-                raise ValueError(f"native denoiser: σ must be a float or one level per sample ({b},), got shape "
-                                 f"{tuple(sigma.shape)} (σ per frame is not supported for native models yet)")
+        sig = self._levels(sigma, b, f)
+        step = self._step_levels(sig, timestep)                               # (B,) σ_t, ours
+        per_frame = not bool((sig == step.reshape(b, 1, 1, 1, 1)).all())
+        s = sigma_to_model(step, self.kind)                                   # (B,) the model's levels
+        if per_frame:
+            if self.kind not in ("eps", "flow"):
+                raise ValueError(f"native denoiser: σ per frame (levels {sig.reshape(b, f).tolist()}, step level "
+                                 f"{step.tolist()}) is supported for EPS and CONST (flow) models, not "
+                                 f"{self.kind}; give every frame the step level")
+            if self.extra_args.get("denoise_mask") is not None:
+                raise ValueError("native denoiser: σ per frame cannot be combined with ComfyUI's inpainting mask "
+                                 "(denoise_mask): it pastes the latent at the step level into every masked frame")
+            if bool((step <= 0).any()):
+                raise ValueError(f"native denoiser: σ per frame needs a step level σ_t > 0, got {step.tolist()}")
+            st = step.reshape(b, 1, 1, 1, 1)
+            if self.kind == "eps":
+                sd2 = float(getattr(self.model_sampling, "sigma_data", 1.0)) ** 2
+                xin = (x.to(torch.float64) * ((st ** 2 + sd2) / (sig ** 2 + sd2)).sqrt()).to(x.dtype)
+            else:
+                xin = (x.to(torch.float64) / (1.0 + sig)).to(x.dtype)
         else:
-            sig = torch.full((b,), float(sigma), dtype=torch.float64)
-        s = sigma_to_model(sig, self.kind)                                    # (B,) the model's levels
-        if timestep is not None:
-            told = torch.as_tensor(timestep, dtype=torch.float64).reshape(-1).cpu()
-            own = self.model_sampling.timestep(s.to(torch.float32)).to(torch.float64).cpu()
-            if not torch.allclose(told.expand_as(own), own, rtol=1e-6, atol=1e-6):
-                raise ValueError(f"native denoiser: a native model is told the timestep of its own level; timestep "
-                                 f"{told.tolist()} differs from {own.tolist()} for σ {sig.tolist()}")
-        xc = x_to_model(x, sig.reshape(-1, 1, 1, 1, 1), self.kind)
-        xc = to_comfy_layout(xc, self.layout)
+            xin = x_to_model(x, step.reshape(-1, 1, 1, 1, 1), self.kind)
+        xc = to_comfy_layout(xin, self.layout)
         sc = s if self.layout == "5d" else s.repeat_interleave(f)
         sc = sc.to(device=xc.device, dtype=torch.float32)
         if cond in (None, "cfg"):
@@ -216,7 +279,17 @@ class NativeDenoiser:
                 raise ValueError(f"native denoiser: the guider has no {cond!r} conditioning")
             options = self.extra_args.get("model_options", self.guider.model_options)
             x0 = _comfy_samplers().calc_cond_batch(self.inner_model, [branch], xc, sc, options)[0]
-        return from_comfy_layout(x0.to(x.dtype), self.layout, b)
+        x0 = from_comfy_layout(x0.to(x.dtype), self.layout, b)
+        if not per_frame:
+            return x0
+        s_t = s.reshape(b, 1, 1, 1, 1).to(x.device)
+        sig_d, step_d = sig.to(x.device), step.reshape(b, 1, 1, 1, 1).to(x.device)
+        raw = (xin.to(torch.float64) - x0.to(torch.float64)) / s_t           # ε (ours = the model's σ) or flow v
+        if self.kind == "eps":
+            redo = x.to(torch.float64) - sig_d * raw
+        else:
+            redo = xin.to(torch.float64) - sigma_to_model(sig_d, "flow") * raw
+        return torch.where(sig_d == step_d, x0, redo.to(x.dtype))
 
 
 class NativeSampler:

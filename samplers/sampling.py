@@ -83,10 +83,13 @@ def sample(denoise: Callable, shape, sigmas: torch.Tensor, cond, uncond=None, sc
 def initial_latent(shape, sigmas: torch.Tensor, seed: int, device=None, denoise: Optional[Callable] = None,
                    gen: Optional[torch.Generator] = None) -> torch.Tensor:
     """The seeded start of every sampler: the network's input ``z_T = ε`` (purpose ``"initial"``) as ``x = ε/a``:
-    ``a = 1/sqrt(1 + σ₀²)`` for a VP model, the denoiser's :meth:`~.vp.VPDenoiser.input_scale` when it has a signal
-    scale (VideoCrafter2's ``scale_arr``). ``gen``: draw ε from this generator instead (a run of several windows
+    ``a`` the denoiser's ``input_scale(σ₀)`` when it has one — a VP model's ``1/sqrt(1 + σ₀²)`` (computed as the
+    product ``ε·sqrt(1 + σ₀²)``), with a signal scale (VideoCrafter2's ``scale_arr``) its own, a native flow model's
+    ``1/(1 + σ₀)`` (:class:`..models.native.NativeDenoiser`, ``kind`` ``"flow"``); ``1/sqrt(1 + σ₀²)``
+    without one. ``gen``: draw ε from this generator instead (a run of several windows
     continues one ``"initial"`` generator, so its first window starts as the plain sampler does)."""
     eps = randn(shape, gen if gen is not None else generator(seed, "initial"), device)
-    if getattr(denoise, "signal_scale", None) is None:
-        return eps * math.sqrt(1.0 + float(sigmas[0]) ** 2)
-    return eps / float(denoise.input_scale(float(sigmas[0])))
+    scale = getattr(denoise, "input_scale", None)
+    if scale is None or (getattr(denoise, "signal_scale", None) is None and getattr(denoise, "kind", "eps") != "flow"):
+        return eps * math.sqrt(1.0 + float(sigmas[0]) ** 2)    # the VP scale 1/sqrt(1 + σ₀²), as one product
+    return eps / float(scale(float(sigmas[0])))

@@ -61,6 +61,28 @@ def test_flow_levels_map_to_variance_exploding_and_back():
         assert n.sigma_from_model(3.0, kind) == 3.0 and n.x_to_model(x0, 3.0, kind) is x0
 
 
+def test_initial_latent_starts_from_the_denoisers_input_scale():
+    """The seeded start x = ε/a uses the denoiser's input_scale: a flow model's 1/(1 + σ₀) (x_c = ε at the start), a
+    VP-form one (ε, v: kind "eps"/"v_prediction", or none) ε·sqrt(1 + σ₀²) exactly as before."""
+    load_pack()
+    from consistent_video_kit.samplers.noise import generator, randn
+    from consistent_video_kit.samplers.sampling import initial_latent
+
+    class Den:
+        signal_scale = None
+
+        def __init__(self, kind):
+            self.kind = kind
+
+        def input_scale(self, sigma):
+            return 1.0 / (1.0 + sigma) if self.kind == "flow" else 1.0 / (1.0 + sigma ** 2) ** 0.5
+    eps = randn((1, 4, 2, 3, 3), generator(5, "initial"), None)
+    sig = torch.tensor([3.0, 1.0])
+    assert torch.allclose(initial_latent((1, 4, 2, 3, 3), sig, 5, denoise=Den("flow")), eps * 4.0, rtol=1e-6)
+    for den in (Den("eps"), Den("v_prediction"), None):
+        assert torch.equal(initial_latent((1, 4, 2, 3, 3), sig, 5, denoise=den), eps * 10 ** 0.5)
+
+
 # ---------------------------------------------------------------- inside ComfyUI
 
 @pytest.fixture(scope="module")
@@ -120,6 +142,49 @@ def test_eps_model_cfg_equals_comfyuis_sampling_function(checks):
         assert r["positive"] <= 1e-5 * r["scale"] and r["negative"] <= 1e-5 * r["scale"], r
         assert r["cfg_vs_positive"] > 1e-4 * r["scale"], r
         assert r["batched"] <= 1e-6 * r["scale"], r
+
+
+@pytest.mark.parametrize("kind", ["eps", "flow"])
+def test_sigma_per_frame_rescales_each_frame_and_redoes_x0_at_its_own_level(checks, kind):
+    """σ per frame (B, 1, F, 1, 1) told the step level's timestep — tiny SD1.5-like ε model (frames in the batch) and
+    tiny Wan flow model (5-D), CFG on: all frames at σ_t equal the float path bit for bit (CFG, one branch, and with
+    the timestep left out); frame 0 at σ_s below and above σ_t (also σ_t = the flow start, held at 1e9) equals a hand
+    computation from the diffusion model called directly on each frame's own input (ε: x/sqrt(1 + σ_f²), flow:
+    x/(1 + σ_f)) told σ_t's timestep — x0 = x − σ_f·ε, or x_in − s_f·v — within 2e-6 of the x0's magnitude, for one
+    branch and for CFG; frame 0 differs from the float path. Levels that vary with no timestep, and a timestep of
+    none of the levels, are refused."""
+    c = result(checks, "per_frame")[kind]
+    assert len(c["rows"]) == 3
+    for r in c["rows"]:
+        assert r["same_cfg"] == 0.0 and r["same_pos"] == 0.0 and r["same_no_timestep"] == 0.0, r
+        assert r["positive"] <= 2e-6 * r["scale_pos"] and r["cfg"] <= 2e-6 * r["scale"], r
+        assert r["differs"] > 1e-2 * r["scale"], r
+        if kind == "eps":                       # frames are separate images: the frames at σ_t are untouched
+            assert r["others_vs_float"] == 0.0, r
+    assert c["no_timestep"].startswith("refused: ") and "pass timestep explicitly" in c["no_timestep"]
+    assert c["foreign_timestep"].startswith("refused: ") and "none of the sample's levels" in c["foreign_timestep"]
+
+
+def test_sigma_per_frame_is_refused_for_v_prediction_and_with_an_inpainting_mask(checks):
+    c = result(checks, "per_frame")["refused"]
+    assert c["v_prediction"].startswith("refused: ") and "not v_prediction" in c["v_prediction"], c
+    assert c["eps"].startswith("refused: ") and "denoise_mask" in c["eps"], c
+
+
+def test_long_video_extend_runs_as_a_comfyui_sampler_with_the_replace_rule(checks):
+    """``long_video.extend`` (REPLACE, 3 windows of 4, context 2, s = 400, η = 1, 10 steps) run by ``native_sampler``
+    under ComfyUI's CFGGuider (CFG 6) on the tiny SD1.5-like ε model: window 0 calls with float σ; in windows 1 and 2
+    every call's known slots hold z_s (σ_t ≤ σ_s) or z_s + √(σ_t² − σ_s²)·ξ (σ_t > σ_s) exactly — ξ_s and ξ rebuilt
+    from our own generators — at levels σ_s / σ_t, the other slots at σ_t, timestep of σ_t; and what ComfyUI hands
+    the model (one call per step, at σ_t) is, after its scaling by 1/sqrt(σ_t² + 1), each frame's own VP input
+    x_f/sqrt(σ_f² + 1), for both CFG halves."""
+    c = result(checks, "extend_native")
+    assert c["calls"] == 30 and c["first_window_floats"] and c["cond"] == ["None"] and c["finite"]
+    assert c["counts"]["renoised"] > 0 and c["counts"]["held"] > 0, c["counts"]
+    assert c["known_max_diff"] == 0.0 and c["problems"] == [], c["problems"][:3]
+    assert c["out_shape"] == [1, 4, 8, 8, 8] and c["out_finite"]
+    assert c["net_calls"] == 30 and c["net_sigma_is_step"]
+    assert c["net_input_max_diff"] <= 1e-5, c["net_input_max_diff"]
 
 
 def test_a_weight_patch_on_the_model_reaches_the_adapter(checks):

@@ -160,6 +160,211 @@ def eps_cfg():
     return res
 
 
+def _per_frame_rows(den, x, levels, step, ctx_pos, ctx_neg, cfg, raw_fn):
+    """The adapter with σ per frame vs by hand from the network's raw outputs (``raw_fn(x_in, t, context)``, the
+    diffusion model called directly on each frame's own input): one branch and CFG."""
+    from consistent_video_kit.models.native import sigma_to_model
+    t = den.timestep(step)
+    lv = levels.to(torch.float64)
+    if den.kind == "eps":
+        xin = (x.to(torch.float64) / (1 + lv ** 2).sqrt()).to(x.dtype)       # each frame's own VP input
+    else:
+        xin = (x.to(torch.float64) / (1 + lv)).to(x.dtype)                    # each frame's own flow input
+    s_f = sigma_to_model(lv, den.kind)
+
+    def x0_of(raw):
+        raw = raw.to(torch.float64)
+        return (x - lv * raw) if den.kind == "eps" else (xin.to(torch.float64) - s_f * raw)
+    rc, ru = raw_fn(xin, t, ctx_pos), raw_fn(xin, t, ctx_neg)
+    hand_pos, hand_cfg = x0_of(rc), x0_of(ru + cfg * (rc - ru))
+    got_pos = den(x, levels, "positive", timestep=t)
+    got_cfg = den(x, levels, timestep=t)
+    return {"positive": _diff(got_pos.to(torch.float64), hand_pos), "cfg": _diff(got_cfg.to(torch.float64), hand_cfg),
+            "scale": float(hand_cfg.abs().max()), "scale_pos": float(hand_pos.abs().max())}
+
+
+@check
+def per_frame():
+    """σ per frame (B, 1, F, 1, 1) with the timestep of the step level σ_t, on the tiny SD1.5-like ε model (frames in
+    the batch) and the tiny Wan flow model (5-D): every frame at σ_t gives the float path's x0 bit for bit (CFG and one
+    branch); frame 0 at σ_s ≠ σ_t (below and above) gives x0 equal to a hand computation from the raw output of the
+    diffusion model called directly on each frame's own input (ε: x/sqrt(1 + σ_f²), flow: x/(1 + σ_f)), told σ_t's
+    timestep: x0 = x − σ_f·ε (ε), x_in − s_f·v (flow), for one branch and for CFG; the refusals."""
+    _setup()
+    from consistent_video_kit.models.native import run_native
+    out = {}
+    for name, mp, dim, shape, cfg, cases in (
+            ("eps", tiny_sd15(), 32, (3, 4, 8, 8), 7.5, ((2.5, 0.4), (2.5, 9.0), (14.0, 1.0))),
+            ("flow", tiny_wan(), 16, (1, 16, 3, 8, 8), 5.0, ((1.5, 0.3), (1.5, 6.0), (1e9, 2.0)))):
+        pos, neg = _conds(dim, 8, 4)
+        lat = torch.zeros(shape)
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(5))
+        sig = torch.tensor([0.9, 0.0]) if name == "flow" else torch.tensor([2.0, 0.0])
+        res = {}
+
+        def fn(den, x, sigmas, callback=None, res=res, pos=pos, neg=neg, cfg=cfg, cases=cases, name=name):
+            f = x.shape[2]
+            dm = den.inner_model.diffusion_model
+            if name == "eps":
+                def raw_fn(xin, t, ctx):                                   # frames as the batch, as ComfyUI lays them
+                    z = xin[0].transpose(0, 1).contiguous()
+                    o = dm(z, t.float().expand(f), context=ctx.expand(f, -1, -1))
+                    return o.transpose(0, 1).unsqueeze(0)
+            else:
+                def raw_fn(xin, t, ctx):
+                    return dm(xin, t.float().reshape(1), context=ctx)
+            g = torch.Generator().manual_seed(6)
+            rows = []
+            for step, known in cases:
+                base = torch.randn(x.shape, generator=g, dtype=torch.float64)
+
+                def at(lv):                                                 # a point of each frame's own magnitude
+                    return (base * ((1 + lv ** 2).sqrt() if name == "eps" else 1 + lv)).float()
+                same = torch.full((1, 1, f, 1, 1), step, dtype=torch.float64)
+                x_ = at(same)
+                t = den.timestep(step)
+                row = {"step": step, "known": known,
+                       "same_cfg": _diff(den(x_, same, timestep=t), den(x_, step)),
+                       "same_pos": _diff(den(x_, same, "positive", timestep=t), den(x_, step, "positive")),
+                       "same_no_timestep": _diff(den(x_, same), den(x_, step))}
+                levels = same.clone()
+                levels[:, :, 0] = known
+                xm = at(levels)
+                row.update(_per_frame_rows(den, xm, levels, step, pos[0][0], neg[0][0], cfg, raw_fn))
+                per = den(xm, levels, timestep=t)
+                row["others_vs_float"] = _diff(per[:, :, 1:], den(xm, step)[:, :, 1:])   # frames at σ_t: ComfyUI's x0
+                row["differs"] = _diff(per[:, :, :1], den(xm, step)[:, :, :1])
+                rows.append(row)
+            res["rows"] = rows
+            levels = torch.full((1, 1, f, 1, 1), cases[0][0], dtype=torch.float64)
+            levels[:, :, 0] = cases[0][1]
+            for key, call in (("no_timestep", lambda: den(x, levels)),
+                              ("foreign_timestep", lambda: den(x, levels, timestep=den.timestep(cases[0][0] * 0.37)))):
+                try:
+                    call()
+                    res[key] = "ran"
+                except ValueError as e:
+                    res[key] = "refused: " + str(e)
+            return x
+        run_native(mp, pos, neg, cfg, lat, noise, sig, fn, seed=0)
+        out[name] = res
+    out["refused"] = _per_frame_refusals()
+    return out
+
+
+def _per_frame_refusals():
+    """σ per frame on a V-prediction model, and with ComfyUI's inpainting mask: refused with their reasons."""
+    import comfy.model_sampling as ms
+    from consistent_video_kit.models.native import run_native
+    mp = tiny_sd15()
+    pos, neg = _conds(32, 8, 4)
+    lat = torch.zeros(2, 4, 8, 8)
+    got = {}
+
+    def fn(den, x, sigmas, callback=None):
+        levels = torch.tensor([2.0, 0.5], dtype=torch.float64).reshape(1, 1, 2, 1, 1)
+        try:
+            den(x, levels, timestep=den.timestep(2.0))
+            got[den.kind] = "ran"
+        except ValueError as e:
+            got[den.kind] = "refused: " + str(e)
+        return x
+    v = mp.clone()
+    v.add_object_patch("model_sampling", type("ModelSampling", (ms.ModelSamplingDiscrete, ms.V_PREDICTION), {})())
+    sig = torch.tensor([2.0, 0.0])
+    run_native(v, pos, neg, 1.0, lat, torch.randn_like(lat), sig, fn, seed=0)
+    run_native(mp, pos, neg, 1.0, lat, torch.randn_like(lat), sig, fn, seed=0, denoise_mask=torch.ones(2, 1, 8, 8))
+    return got
+
+
+@check
+def extend_native():
+    """``samplers.long_video.extend`` (REPLACE, 3 windows of 4 latents, context 2, DDIM η = 1) run as a ComfyUI SAMPLER
+    (``native_sampler`` via ``comfy.samplers.sample``) on the tiny SD1.5-like ε model at CFG 6: every call the adapter
+    gets is recorded and set against the long-video rule, rebuilt from our own generators — known slots z_s at σ_s
+    (σ_t ≤ σ_s) or z_s + √(σ_t² − σ_s²)·ξ at σ_t, the other slots at σ_t, the timestep of σ_t."""
+    _setup()
+    import math
+    import comfy.samplers
+    from consistent_video_kit.models.native import run_native
+    from consistent_video_kit.samplers import long_video as lv
+    from consistent_video_kit.samplers.noise import generator
+    mp = tiny_sd15()
+    pos, neg = _conds(32, 8, 4)
+    seed, L, k, s, new, steps = 11, 4, 2, 400, 8, 10
+    lat = torch.zeros(L, 4, 8, 8)
+    sig = comfy.samplers.calculate_sigmas(mp.model.model_sampling, "normal", steps)
+    res = {}
+
+    class Recorder:
+        def __init__(self, den):
+            self.den, self.calls = den, []
+
+        def __getattr__(self, name):
+            return getattr(self.den, name)
+
+        def __call__(self, x, sigma, cond=None, timestep=None):
+            x0 = self.den(x, sigma, cond, timestep=timestep)
+            self.calls.append({"x": x.clone(), "sigma": sigma, "timestep": timestep, "cond": cond,
+                               "finite": bool(torch.isfinite(x0).all())})
+            return x0
+
+    def fn(den, x, sigmas, callback=None):
+        rec = Recorder(den)
+        out = lv.extend(rec, None, new, L, k, sigmas, lv.Conditioning(lv.REPLACE, s, conds=((None, None),)),
+                        (1, 4, 0, 8, 8), 1.0, seed)
+        res.update(rec=rec, out=out, sigmas=sigmas, sigma_s=float(den.sigmas[s]))
+        return x
+    net = []
+
+    def wrapper(apply_model, args):                # what ComfyUI hands the model: input and σ, before its scaling
+        net.append({"input": args["input"].clone(), "sigma": args["timestep"].clone()})
+        return apply_model(args["input"], args["timestep"], **args["c"])
+    wrapped = mp.clone()
+    wrapped.set_model_unet_function_wrapper(wrapper)
+    run_native(wrapped, pos, neg, 6.0, lat, torch.randn(lat.shape, generator=torch.Generator().manual_seed(5)), sig,
+               fn, seed=0)
+    rec, out, grid, sigma_s = res["rec"], res["out"], res["sigmas"], res["sigma_s"]
+    calls = rec.calls
+    # the network's own input, frame by frame: ComfyUI's input / sqrt(σ_t² + 1) = the frame's x / sqrt(σ_f² + 1)
+    net_worst, net_sigma_ok = 0.0, len(net) == len(calls)
+    for call, n in zip(calls, net):
+        lv_ = torch.as_tensor(call["sigma"], dtype=torch.float64).reshape(-1, 1, 1, 1) * torch.ones(L, 1, 1, 1)
+        want_in = call["x"][0].transpose(0, 1).to(torch.float64) / (1 + lv_ ** 2).sqrt()
+        st = n["sigma"].to(torch.float64).reshape(-1, 1, 1, 1)
+        got_in = n["input"].to(torch.float64) / (1 + st ** 2).sqrt()
+        for half in range(got_in.shape[0] // L):
+            net_worst = max(net_worst, _diff(got_in[half * L:(half + 1) * L], want_in))
+        step = call["sigma"] if not torch.is_tensor(call["sigma"]) else float(call["sigma"].reshape(-1)[-1])
+        net_sigma_ok &= bool(torch.allclose(n["sigma"].to(torch.float64), torch.tensor(step, dtype=torch.float64),
+                                            rtol=1e-6))
+    res_net = {"net_calls": len(net), "net_input_max_diff": net_worst, "net_sigma_is_step": net_sigma_ok}
+    perturb, renoise = generator(seed, "long-video/perturb"), generator(seed, "long-video/renoise")
+    worst, problems, counts = 0.0, [], {"renoised": 0, "held": 0}
+    for win, start in ((1, 2), (2, 4)):
+        z = out[:, :, start:start + k]
+        z_s = z + sigma_s * torch.randn(z.shape, generator=perturb)
+        for i, call in enumerate(calls[steps * win:steps * (win + 1)]):
+            sigma_t = float(grid[i])
+            if sigma_t > sigma_s:
+                xi = torch.randn(z_s.shape, generator=renoise)
+                want, level = z_s + math.sqrt(sigma_t ** 2 - sigma_s ** 2) * xi, sigma_t
+                counts["renoised"] += 1
+            else:
+                want, level = z_s, sigma_s
+                counts["held"] += 1
+            worst = max(worst, _diff(call["x"][:, :, :k], want))
+            lvls = call["sigma"].reshape(-1).tolist()
+            told = float(torch.as_tensor(call["timestep"]))
+            if lvls[:k] != [level] * k or lvls[k:] != [sigma_t] * (L - k) or told != float(rec.den.timestep(sigma_t)):
+                problems.append({"win": win, "i": i, "levels": lvls, "told": told, "sigma_t": sigma_t})
+    return {"calls": len(calls), "first_window_floats": all(not torch.is_tensor(c["sigma"]) for c in calls[:steps]),
+            "cond": sorted({str(c["cond"]) for c in calls}), "finite": all(c["finite"] for c in calls),
+            "known_max_diff": worst, "problems": problems, "counts": counts, "sigma_s": sigma_s,
+            "grid": [float(v) for v in grid], "out_shape": list(out.shape), "out_finite": bool(torch.isfinite(out).all()),
+            "scale": float(out.abs().max()), **res_net}
+
+
 @check
 def lora_patch():
     """A LoRA-like weight patch (``ModelPatcher.add_patches`` on one weight of a clone) reaches the adapter: the
@@ -222,5 +427,5 @@ def kinds():
 
 
 if __name__ == "__main__":
-    names = sys.argv[1:] or ["flow_euler", "eps_cfg", "lora_patch", "kinds"]
+    names = sys.argv[1:] or ["flow_euler", "eps_cfg", "per_frame", "extend_native", "lora_patch", "kinds"]
     sys.exit(_main(names))

@@ -355,3 +355,14 @@ def run_native(model, positive, negative, cfg: float, latent_image: torch.Tensor
     samplers = _comfy_samplers()
     return samplers.sample(model, noise, positive, negative, cfg, model.load_device, native_sampler(fn), sigmas,
                            latent_image=latent_image, denoise_mask=denoise_mask, disable_pbar=disable_pbar, seed=seed)
+
+
+SCHEDULERS = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform", "beta", "linear_quadratic",
+              "kl_optimal")    # ComfyUI 0.33's SCHEDULER_NAMES, listed so the pack's nodes import without ComfyUI
+
+
+def scheduler_sigmas(model, scheduler: str, steps: int) -> torch.Tensor:
+    """The model's own σ grid ``(steps + 1,)`` from a ComfyUI scheduler (``comfy.samplers.calculate_sigmas`` on its
+    ``model_sampling``), in the model's σ (what :func:`run_native` takes)."""
+    base = getattr(model, "model", model)
+    return _comfy_samplers().calculate_sigmas(base.model_sampling, scheduler, steps)

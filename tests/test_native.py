@@ -210,3 +210,17 @@ for _name, _fn in list(globals().items()):
         for _m in real_host:
             _fn = _m(_fn)
         globals()[_name] = _fn
+
+
+def test_extend_video_native_node(checks):
+    """Extend Video (CVK native) on the tiny ε model (frames in the batch: 6 + 5 frames, windows of 4 with context 2 →
+    3 windows) and the tiny Wan (5-D: 3 + 2 latent frames, windows of 3, context 1 → 1 window), 3 steps each: the
+    latent so far unchanged in front, windows × steps model calls of both CFG halves in one batch, the same seed
+    repeats, another seed and a LoRA-like weight patch change the new frames."""
+    c = result(checks, "extend_node")
+    eps, flow = c["eps"], c["flow"]
+    assert eps["shape"] == [11, 4, 8, 8] and flow["shape"] == [1, 16, 5, 8, 8]
+    for r, windows, batch in ((eps, 3, 8), (flow, 1, 2)):
+        assert r["given_equal"] and r["finite"] and r["same_seed"], r
+        assert r["calls"] == windows * 3 and r["batches"] == [batch], r
+        assert r["other_seed_diff"] > 1e-3 and r["lora_diff"] > 1e-4, r

@@ -522,6 +522,13 @@ CASES = [
          "node", "CVK_LGCVDInfill", "images", "of at least 8 frames"),
     Case("lgcvd-sampler-unknown", lg_predict(sampler="euler"), "validation", "CVK_LGCVDPredict", "sampler",
          "value_not_in_list"),
+    # native models
+    Case("extend-native-with-a-pack-model", t2v() | {"80": _n(
+        "CVK_ExtendVideoNative", model=["1", 0], positive=["1", 0], negative=["1", 0], latent=["2", 0], new_frames=2,
+        window=4, context=0, s=100, cfg=5.0, steps=1, sampler_name="euler", scheduler="normal", seed=0),
+        "81": _n("CVK_DecodeVideo", model=["1", 0], latent=["80", 0], frames_per_batch=8),
+        "82": _n("PreviewImage", images=["81", 0])},
+         "validation", "CVK_ExtendVideoNative", "model", "return_type_mismatch"),
     Case("preview-size-too-small", trajectory() | {"11": _n("CVK_CameraPreview", camera=["10", 0], size=64,
                                                            projections="top,front")},
          "validation", "CVK_CameraPreview", "size", "value_smaller_than_min"),

@@ -426,6 +426,52 @@ def kinds():
     return out
 
 
+
+
+@check
+def extend_node():
+    """``CVK_ExtendVideoNative`` on the tiny SD1.5-like ε model (frames in the batch) and the tiny Wan (5-D): the latent
+    so far comes back unchanged in front, windows × steps model calls (CFG in one batched call), the same seed
+    repeats, another seed differs, and a LoRA-like patch on the MODEL changes the new frames."""
+    _setup()
+    from consistent_video_kit.nodes.native_long_video import CVK_ExtendVideoNative
+    node = CVK_ExtendVideoNative()
+    out = {}
+    for name, mp, pos_neg, so_far, kw in (
+            ("eps", tiny_sd15(), _conds(32, 8, 4), torch.randn(6, 4, 8, 8, generator=torch.Generator().manual_seed(1)),
+             dict(new_frames=5, window=4, context=2, sampler_name="euler_ancestral")),
+            ("flow", tiny_wan(), _conds(16, 8, 2), torch.randn(1, 16, 3, 8, 8, generator=torch.Generator().manual_seed(2)),
+             dict(new_frames=2, window=3, context=1, sampler_name="euler"))):
+        calls = []
+
+        def wrapper(apply_model, args):
+            calls.append(args["input"].shape[0])
+            return apply_model(args["input"], args["timestep"], **args["c"])
+        counted = mp.clone()
+        counted.set_model_unet_function_wrapper(wrapper)
+        args = dict(positive=pos_neg[0], negative=pos_neg[1], latent={"samples": so_far}, s=300, cfg=5.0, steps=3,
+                    scheduler="normal", seed=7, **kw)
+        (a,) = node.extend(counted, **args)
+        (again,) = node.extend(mp, **args)
+        (other,) = node.extend(mp, **dict(args, seed=8))
+        patched = mp.clone()
+        key = next(k for k in patched.model_state_dict() if k.endswith(".weight") and "diffusion_model" in k
+                   and patched.model_state_dict()[k].ndim == 2)
+        w = patched.model_state_dict()[key]
+        patched.add_patches({key: (torch.randn(w.shape, generator=torch.Generator().manual_seed(9)) * 0.5,)}, 1.0)
+        (lora,) = node.extend(patched, **args)
+        x, have = a["samples"], (so_far.shape[0] if name == "eps" else so_far.shape[2])
+        given = x[:have] if name == "eps" else x[:, :, :have]
+        new = (lambda t: t[have:]) if name == "eps" else (lambda t: t[:, :, have:])
+        out[name] = {"shape": list(x.shape), "given_equal": bool(torch.equal(given, so_far)),
+                     "calls": len(calls), "batches": sorted(set(calls)), "finite": bool(torch.isfinite(x).all()),
+                     "same_seed": bool(torch.equal(x, again["samples"])),
+                     "other_seed_diff": _diff(new(x), new(other["samples"])),
+                     "lora_diff": _diff(new(x), new(lora["samples"]))}
+    return out
+
+
 if __name__ == "__main__":
-    names = sys.argv[1:] or ["flow_euler", "eps_cfg", "per_frame", "extend_native", "lora_patch", "kinds"]
+    names = sys.argv[1:] or ["flow_euler", "eps_cfg", "per_frame", "extend_native", "lora_patch", "kinds",
+                             "extend_node"]
     sys.exit(_main(names))

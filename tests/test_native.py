@@ -205,13 +205,6 @@ def test_unknown_prediction_kinds_are_refused_by_name(checks):
     assert c["run"].startswith("refused: ") and "prediction kind X0 " in c["run"]
 
 
-for _name, _fn in list(globals().items()):
-    if _name.startswith("test_") and "checks" in _fn.__code__.co_varnames[:_fn.__code__.co_argcount]:
-        for _m in real_host:
-            _fn = _m(_fn)
-        globals()[_name] = _fn
-
-
 def test_extend_video_native_node(checks):
     """Extend Video (CVK native) on the tiny ε model (frames in the batch: 6 + 5 frames, windows of 4 with context 2 →
     3 windows) and the tiny Wan (5-D: 3 + 2 latent frames, windows of 3, context 1 → 1 window), 3 steps each: the
@@ -224,3 +217,10 @@ def test_extend_video_native_node(checks):
         assert r["given_equal"] and r["finite"] and r["same_seed"], r
         assert r["calls"] == windows * 3 and r["batches"] == [batch], r
         assert r["other_seed_diff"] > 1e-3 and r["lora_diff"] > 1e-4, r
+
+
+for _name, _fn in list(globals().items()):
+    if _name.startswith("test_") and "checks" in _fn.__code__.co_varnames[:_fn.__code__.co_argcount]:
+        for _m in real_host:
+            _fn = _m(_fn)
+        globals()[_name] = _fn

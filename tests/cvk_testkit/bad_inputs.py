@@ -523,7 +523,9 @@ CASES = [
     Case("lgcvd-sampler-unknown", lg_predict(sampler="euler"), "validation", "CVK_LGCVDPredict", "sampler",
          "value_not_in_list"),
     # native models
-    Case("extend-native-with-a-pack-model", t2v() | {"80": _n(
+    # (one output only: ComfyUI runs a prompt whose other outputs validate, so the bad node must feed the only one)
+    Case("extend-native-with-a-pack-model", {"1": _loader(), "2": _n("CVK_TextToVideo", model=["1", 0], **T2V),
+                                             "80": _n(
         "CVK_ExtendVideoNative", model=["1", 0], positive=["1", 0], negative=["1", 0], latent=["2", 0], new_frames=2,
         window=4, context=0, s=100, cfg=5.0, steps=1, sampler_name="euler", scheduler="normal", seed=0),
         "81": _n("CVK_DecodeVideo", model=["1", 0], latent=["80", 0], frames_per_batch=8),

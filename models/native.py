@@ -346,6 +346,55 @@ def native_sampler(fn: Callable, batch: int = 1):
     return _SAMPLER_CLASS(fn, batch)
 
 
+class SecondGuider:
+    """A second MODEL with its own CONDITIONING and CFG inside a running sampler (VideoGuide's guide): a
+    ``comfy.samplers.CFGGuider`` prepared as ``CFGGuider.sample`` / ``outer_sample`` / ``inner_sample`` prepare one —
+    cond hooks registered, ``sampler_helpers.prepare_sampling`` (``load_models_gpu`` with its additional models),
+    ``pre_run``, ``process_conds`` for the run's noise and latent — so that a :class:`NativeDenoiser` over
+    ``.guider`` (with the ``extra_args`` :meth:`prepare` returns) calls it as the running guider is called;
+    :meth:`release` undoes it (``ModelPatcher.cleanup``, ``sampler_helpers.cleanup_models``). ``match_with``: a
+    ``model_sampling`` object patched onto a clone of the model (the other model's table and timesteps)."""
+
+    def __init__(self, model, positive, negative, cfg, match_with=None):
+        import comfy.samplers
+        self.mp = model.clone() if match_with is not None else model
+        if match_with is not None:     # match_by timestep: the main model's table, timesteps and input scaling
+            self.mp.add_object_patch("model_sampling", match_with)
+        self.guider = comfy.samplers.CFGGuider(self.mp)
+        self.guider.set_conds(positive, negative)
+        self.guider.set_cfg(cfg)
+        self.prepared = False
+
+    def prepare(self, noise, latent_image, denoise_mask, seed, latent_shapes):
+        import comfy.model_patcher
+        import comfy.sampler_helpers as helpers
+        import comfy.samplers as samplers
+        g = self.guider
+        g.conds = {k: [c.copy() for c in v] for k, v in g.original_conds.items()}
+        samplers.preprocess_conds_hooks(g.conds)
+        g.model_options = comfy.model_patcher.create_model_options_clone(g.model_options)
+        helpers.prepare_model_patcher(self.mp, g.conds, g.model_options)
+        samplers.filter_registered_hooks_on_conds(g.conds, g.model_options)
+        g.inner_model, g.conds, g.loaded_models = helpers.prepare_sampling(self.mp, noise.shape, g.conds,
+                                                                           g.model_options)
+        self.prepared = True
+        self.mp.pre_run()
+        g.inner_model.latent_shapes = latent_shapes
+        g.conds = samplers.process_conds(g.inner_model, noise, g.conds, noise.device, latent_image, denoise_mask, seed,
+                                         latent_shapes=latent_shapes)
+        return {"model_options": comfy.model_patcher.create_model_options_clone(g.model_options), "seed": seed}
+
+    def release(self):
+        if not self.prepared:
+            return
+        import comfy.sampler_helpers as helpers
+        self.prepared = False
+        g = self.guider
+        self.mp.cleanup()
+        helpers.cleanup_models(g.conds, g.loaded_models)
+        del g.inner_model, g.loaded_models
+
+
 def run_native(model, positive, negative, cfg: float, latent_image: torch.Tensor, noise: torch.Tensor,
                sigmas: torch.Tensor, fn: Callable, seed: Optional[int] = None, denoise_mask=None,
                disable_pbar: bool = True) -> torch.Tensor:

@@ -353,10 +353,21 @@ class SecondGuider:
     ``pre_run``, ``process_conds`` for the run's noise and latent — so that a :class:`NativeDenoiser` over
     ``.guider`` (with the ``extra_args`` :meth:`prepare` returns) calls it as the running guider is called;
     :meth:`release` undoes it (``ModelPatcher.cleanup``, ``sampler_helpers.cleanup_models``). ``match_with``: a
-    ``model_sampling`` object patched onto a clone of the model (the other model's table and timesteps)."""
+    ``model_sampling`` object patched onto a clone of the model (the other model's table and timesteps).
 
-    def __init__(self, model, positive, negative, cfg, match_with=None):
+    ``running``: the ModelPatcher of the run's own guider. A guide on the same network (self-guidance, or the same
+    MODEL through another path) keeps that network's ``current_patcher`` the running one; one on the same network
+    with other weight patches (a LoRA) is refused — ComfyUI holds one set of weights per network."""
+
+    def __init__(self, model, positive, negative, cfg, match_with=None, running=None):
         import comfy.samplers
+        self.running = running
+        self.shared = running is not None and model.model is running.model
+        if self.shared and model is not running and model.patches_uuid != running.patches_uuid:
+            raise ValueError("the guide is the main model's network with other weight patches (a LoRA or a merge): "
+                             "ComfyUI holds one set of weights per network; load the guide as a model of its own")
+        if self.shared:
+            match_with = None             # one network: one table already
         self.mp = model.clone() if match_with is not None else model
         if match_with is not None:     # match_by timestep: the main model's table, timesteps and input scaling
             self.mp.add_object_patch("model_sampling", match_with)
@@ -379,10 +390,15 @@ class SecondGuider:
                                                                            g.model_options)
         self.prepared = True
         self.mp.pre_run()
+        self._keep_running()
         g.inner_model.latent_shapes = latent_shapes
         g.conds = samplers.process_conds(g.inner_model, noise, g.conds, noise.device, latent_image, denoise_mask, seed,
                                          latent_shapes=latent_shapes)
         return {"model_options": comfy.model_patcher.create_model_options_clone(g.model_options), "seed": seed}
+
+    def _keep_running(self):
+        if self.shared and hasattr(self.running.model, "current_patcher"):
+            self.running.model.current_patcher = self.running
 
     def release(self):
         if not self.prepared:
@@ -390,7 +406,8 @@ class SecondGuider:
         import comfy.sampler_helpers as helpers
         self.prepared = False
         g = self.guider
-        self.mp.cleanup()
+        if not self.shared:
+            self.mp.cleanup()          # a shared network is the running guider's: ComfyUI cleans it up at the end
         helpers.cleanup_models(g.conds, g.loaded_models)
         del g.inner_model, g.loaded_models
 

@@ -13,8 +13,9 @@ The loop is :mod:`..samplers.videoguide`'s — its x0 blend (:func:`guided_x0_bl
 :func:`guide_levels`) and its low-pass re-noise hook (:func:`lowpass_renoise`) — over a base step written in
 ComfyUI's own ``euler`` form, ``x ← x + d·(σ' − σ) + (x̄0 − x0)`` with ``d = (x − x0)/σ`` (the sampler's
 direction, float32 levels as ComfyUI's), which is VideoGuide's ``x' = x̄0 + σ'·d`` exactly in arithmetic; with guide
-weight 0 and filter ``none`` the blend adds exactly 0, so the run is core ``euler`` bit for bit (ε and v models;
-flow models step in σ-space, ``x_c/(1 − s)``, equal to core euler up to float rounding). ComfyUI's ``ddim`` is its
+weight 0 and filter ``none`` the blend adds exactly 0, so the run is core ``euler`` bit for bit (ε and v models).
+Flow models take VideoGuide's own form ``x̄0 + σ'·d`` in σ-space (x = x_c/(1 − s) reaches 1e9·x_c at the start, where
+the euler form would cancel catastrophically in float32): core euler up to float rounding. ComfyUI's ``ddim`` is its
 ``euler`` (the deterministic DDIM step is Euler in σ), so both names give this step.
 """
 from __future__ import annotations
@@ -69,6 +70,7 @@ def videoguide_native_step(den, guide_den, x, sigmas, table, settings, seed, cal
     blended = guided_x0_blend(lambda x_, s_, **e: now["main"], guide, levels, st.guide_steps, st.weight,
                               generator(seed, "videoguide-renoise"))
     hook = lowpass_renoise(mask, st.guided_steps, generator(seed, "videoguide-filter"))
+    flow = den.kind == "flow"
     s32 = torch.tensor(sig, dtype=torch.float64).to(torch.float32).to(x.device)     # ComfyUI's own float32 levels
     if st.guided_steps == 0 and on_guided_done is not None:
         on_guided_done()
@@ -78,10 +80,14 @@ def videoguide_native_step(den, guide_den, x, sigmas, table, settings, seed, cal
         x0 = blended(x, sig[i]).x0 if i < st.guided_steps else x0_s
         if callback is not None:
             callback(i, x, x0, sig[i])
-        d = (x - x0_s) / s32[i].reshape(1, 1, 1, 1, 1)
-        x = x + d * (s32[i + 1] - s32[i])
+        if flow:                                # x is x_c·(1 + σ), up to 1e9·x_c: VideoGuide's own form
+            x = x0 if sig[i + 1] == 0 else x0 + sig[i + 1] * now["main"].eps
+        else:                                   # ComfyUI's euler, as sample_euler computes it
+            d = (x - x0_s) / s32[i].reshape(1, 1, 1, 1, 1)
+            x = x + d * (s32[i + 1] - s32[i])
+            if i < st.guided_steps:
+                x = x + (x0 - x0_s)
         if i < st.guided_steps:
-            x = x + (x0 - x0_s)
             x = hook(i, x, sig[i + 1])
             if i == st.guided_steps - 1 and on_guided_done is not None:
                 on_guided_done()
@@ -158,8 +164,11 @@ class CVK_VideoGuideNativeSampler:
             try:
                 guide_den = None
                 if guided_steps > 0:
-                    g = SecondGuider(guide, guide_positive, guide_negative, guide_cfg,
-                               main_ms if match_by == "timestep" else None)
+                    try:
+                        g = SecondGuider(guide, guide_positive, guide_negative, guide_cfg,
+                                         main_ms if match_by == "timestep" else None, den.guider.model_patcher)
+                    except ValueError as e:
+                        raise CVKInputError(node, "guide", guide, problem=str(e)) from None
                     inpaint = den._call      # ComfyUI's KSamplerX0Inpaint: the run's noise and latent
                     extra = g.prepare(inpaint.noise, inpaint.latent_image, den.extra_args.get("denoise_mask"),
                                       den.extra_args.get("seed"), getattr(den.inner_model, "latent_shapes", None))

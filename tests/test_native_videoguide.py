@@ -32,9 +32,11 @@ def checks():
         if line.startswith("CHECK "):
             _, name, data = line.split(" ", 2)
             found[name] = json.loads(data)
+    for c in found.values():
+        assert "error" not in c, c.get("error")
+    print("\n" + json.dumps(found))
     c = found["videoguide_native"]
-    assert "error" not in c, c.get("error")
-    print("\n" + json.dumps(c))
+    c["flow"] = found["videoguide_native_flow"]
     return c
 
 
@@ -69,6 +71,27 @@ def test_bad_inputs_are_refused_by_name(checks):
     assert "input 'guide_steps' got 7" in r["guide_steps_over_grid"], r
     assert "input 'guided_steps' got 9" in r["guided_over_steps"], r
     assert "input 'guided_steps' got 6" in r["grid_too_low"] and "guide sub-grid" in r["grid_too_low"], r
+
+
+def test_self_guidance_on_the_main_model_or_a_clone_and_a_lora_clone_is_refused(checks):
+    """The guide is the main MODEL itself, or a clone of it (own wrapper, the same weights): weight 0 is still core
+    euler exactly, weight 0.5 runs (match_by timestep is the same run: one network, one table), and the network's
+    current_patcher is left as ComfyUI leaves it; a clone with another weight patch (LoRA) is refused by name."""
+    s = checks["self"]
+    for key in ("same", "clone"):
+        r = s[key]
+        assert r["w0_equal"] and r["w_finite"] and r["w_diff"] > 1e-3 and r["timestep_equal"], r
+        assert r["current_patcher_cleared"], r
+    assert s["lora"].startswith("refused: ") and "input 'guide'" in s["lora"] and "weight patches" in s["lora"], s
+
+
+def test_flow_model_weight_zero_equals_core_euler_within_rounding(checks):
+    """Tiny Wan 2.1 (flow, 5-D): VideoGuide's x̄0 + σ'·d in σ-space (the start σ is 1e9) equals core euler within
+    1e-5 of the output's magnitude, as the adapter's plain euler does (test_native); weight 0.5 with the filter runs."""
+    f = checks["flow"]
+    assert f["shape"] == [1, 16, 3, 8, 8] and f["scale"] > 1
+    assert f["w0_max_diff"] <= 1e-5 * f["scale"], f
+    assert f["w_finite"] and f["w_diff"] > 1e-3 * f["scale"], f
 
 
 for _name, _fn in list(globals().items()):

@@ -115,8 +115,55 @@ def videoguide_native():
         except CVKInputError as e:
             refused[key] = "refused: " + str(e)
     out["refused"] = refused
+    # self-guidance: the guide is the main MODEL itself, or a clone of it (its own wrapper, no other weights)
+    selfg = {}
+    for key, g in (("same", mp), ("clone", _counted(mp, []))):
+        a = run(mp, node.get_sampler(**dict(base, guide=g))[0])
+        b = run(mp, node.get_sampler(**dict(base, guide=g, guide_weight=0.5))[0])
+        c = run(mp, node.get_sampler(**dict(base, guide=g, guide_weight=0.5, match_by="timestep"))[0])
+        selfg[key] = {"w0_equal": bool(torch.equal(a, core)), "w_finite": bool(torch.isfinite(b).all()),
+                      "w_diff": _diff(b, core), "timestep_equal": bool(torch.equal(b, c)),
+                      "current_patcher_cleared": getattr(mp.model, "current_patcher", None) is None}
+    lora = mp.clone()
+    key = next(k for k in lora.model_state_dict() if k.endswith(".weight") and lora.model_state_dict()[k].ndim == 2)
+    lora.add_patches({key: (torch.randn(lora.model_state_dict()[key].shape) * 0.1,)}, 1.0)
+    try:
+        run(mp, node.get_sampler(**dict(base, guide=lora, guide_weight=0.5))[0])
+        selfg["lora"] = "ran"
+    except CVKInputError as e:
+        selfg["lora"] = "refused: " + str(e)
+    out["self"] = selfg
     return out
 
 
+@check
+def videoguide_native_flow():
+    """Tiny Wan 2.1 (CONST flow, 5-D) main model (CFG 5) and a second one as the guide: weight 0 and filter none vs
+    core euler (σ-space steps: float rounding), weight 0.5 with the filter runs and changes the result."""
+    _setup()
+    import comfy.samplers
+    from consistent_video_kit.nodes.native_videoguide import CVK_VideoGuideNativeSampler
+    from .native_checks import tiny_wan
+    mp, gm = tiny_wan(), tiny_wan()
+    _init(gm.model, seed=3)
+    pos, neg = _conds(16, 8, 2)
+    gpos, gneg = _conds(16, 8, 7)
+    lat = torch.zeros(1, 16, 3, 8, 8)
+    noise = torch.randn(lat.shape, generator=torch.Generator().manual_seed(3))
+    sig = comfy.samplers.calculate_sigmas(mp.model.model_sampling, "simple", 6)
+    base = dict(sampler_name="euler", guide=gm, guide_positive=gpos, guide_negative=gneg, guided_steps=2,
+                guide_steps=3, guide_grid=6, guide_weight=0.0, guide_cfg=4.0, filter="none", filter_n=4,
+                filter_d_s=0.25, filter_d_t=0.25, match_by="sigma", seed=5)
+    node = CVK_VideoGuideNativeSampler()
+
+    def run(sampler):
+        return _guider(mp, pos, neg, 5.0).sample(noise, lat, sampler, sig, seed=0, disable_pbar=True)
+    core = run(comfy.samplers.sampler_object("euler"))
+    w0 = run(node.get_sampler(**base)[0])
+    w = run(node.get_sampler(**dict(base, guide_weight=0.5, filter="butterworth"))[0])
+    return {"w0_max_diff": _diff(core, w0), "scale": float(core.abs().max()), "w_diff": _diff(w, core),
+            "w_finite": bool(torch.isfinite(w).all()), "shape": list(w.shape)}
+
+
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:] or ["videoguide_native"]))
+    sys.exit(_main(sys.argv[1:] or ["videoguide_native", "videoguide_native_flow"]))

@@ -346,6 +346,72 @@ def native_sampler(fn: Callable, batch: int = 1):
     return _SAMPLER_CLASS(fn, batch)
 
 
+class SecondGuider:
+    """A second MODEL with its own CONDITIONING and CFG inside a running sampler (VideoGuide's guide): a
+    ``comfy.samplers.CFGGuider`` prepared as ``CFGGuider.sample`` / ``outer_sample`` / ``inner_sample`` prepare one —
+    cond hooks registered, ``sampler_helpers.prepare_sampling`` (``load_models_gpu`` with its additional models),
+    ``pre_run``, ``process_conds`` for the run's noise and latent — so that a :class:`NativeDenoiser` over
+    ``.guider`` (with the ``extra_args`` :meth:`prepare` returns) calls it as the running guider is called;
+    :meth:`release` undoes it (``ModelPatcher.cleanup``, ``sampler_helpers.cleanup_models``). ``match_with``: a
+    ``model_sampling`` object patched onto a clone of the model (the other model's table and timesteps).
+
+    ``running``: the ModelPatcher of the run's own guider. A guide on the same network (self-guidance, or the same
+    MODEL through another path) keeps that network's ``current_patcher`` the running one; one on the same network
+    with other weight patches (a LoRA) is refused — ComfyUI holds one set of weights per network."""
+
+    def __init__(self, model, positive, negative, cfg, match_with=None, running=None):
+        import comfy.samplers
+        self.running = running
+        self.shared = running is not None and model.model is running.model
+        if self.shared and model is not running and model.patches_uuid != running.patches_uuid:
+            raise ValueError("the guide is the main model's network with other weight patches (a LoRA or a merge): "
+                             "ComfyUI holds one set of weights per network; load the guide as a model of its own")
+        if self.shared:
+            match_with = None             # one network: one table already
+        self.mp = model.clone() if match_with is not None else model
+        if match_with is not None:     # match_by timestep: the main model's table, timesteps and input scaling
+            self.mp.add_object_patch("model_sampling", match_with)
+        self.guider = comfy.samplers.CFGGuider(self.mp)
+        self.guider.set_conds(positive, negative)
+        self.guider.set_cfg(cfg)
+        self.prepared = False
+
+    def prepare(self, noise, latent_image, denoise_mask, seed, latent_shapes):
+        import comfy.model_patcher
+        import comfy.sampler_helpers as helpers
+        import comfy.samplers as samplers
+        g = self.guider
+        g.conds = {k: [c.copy() for c in v] for k, v in g.original_conds.items()}
+        samplers.preprocess_conds_hooks(g.conds)
+        g.model_options = comfy.model_patcher.create_model_options_clone(g.model_options)
+        helpers.prepare_model_patcher(self.mp, g.conds, g.model_options)
+        samplers.filter_registered_hooks_on_conds(g.conds, g.model_options)
+        g.inner_model, g.conds, g.loaded_models = helpers.prepare_sampling(self.mp, noise.shape, g.conds,
+                                                                           g.model_options)
+        self.prepared = True
+        self.mp.pre_run()
+        self._keep_running()
+        g.inner_model.latent_shapes = latent_shapes
+        g.conds = samplers.process_conds(g.inner_model, noise, g.conds, noise.device, latent_image, denoise_mask, seed,
+                                         latent_shapes=latent_shapes)
+        return {"model_options": comfy.model_patcher.create_model_options_clone(g.model_options), "seed": seed}
+
+    def _keep_running(self):
+        if self.shared and hasattr(self.running.model, "current_patcher"):
+            self.running.model.current_patcher = self.running
+
+    def release(self):
+        if not self.prepared:
+            return
+        import comfy.sampler_helpers as helpers
+        self.prepared = False
+        g = self.guider
+        if not self.shared:
+            self.mp.cleanup()          # a shared network is the running guider's: ComfyUI cleans it up at the end
+        helpers.cleanup_models(g.conds, g.loaded_models)
+        del g.inner_model, g.loaded_models
+
+
 def run_native(model, positive, negative, cfg: float, latent_image: torch.Tensor, noise: torch.Tensor,
                sigmas: torch.Tensor, fn: Callable, seed: Optional[int] = None, denoise_mask=None,
                disable_pbar: bool = True) -> torch.Tensor:

@@ -531,6 +531,13 @@ CASES = [
         "81": _n("CVK_DecodeVideo", model=["1", 0], latent=["80", 0], frames_per_batch=8),
         "82": _n("PreviewImage", images=["81", 0])},
          "validation", "CVK_ExtendVideoNative", "model", "return_type_mismatch"),
+    Case("nivsds-native-with-a-pack-model", {
+        "1": _loader(), "32": _n("EmptyLatentImage", width=64, height=64, batch_size=1),
+        "80": _n("CVK_NIVSDSNative", model=["1", 0], positive=["1", 0], negative=["1", 0], anchor_latent=["32", 0],
+                 frames=2, steps=2, p_ni_vsds=0.5, step_sizes="animatediff", cfg=7.5, scheduler="ddim_uniform", seed=0),
+        "81": _n("CVK_DecodeVideo", model=["1", 0], latent=["80", 0], frames_per_batch=8),
+        "82": _n("PreviewImage", images=["81", 0])},
+         "validation", "CVK_NIVSDSNative", "model", "return_type_mismatch"),
     Case("preview-size-too-small", trajectory() | {"11": _n("CVK_CameraPreview", camera=["10", 0], size=64,
                                                            projections="top,front")},
          "validation", "CVK_CameraPreview", "size", "value_smaller_than_min"),

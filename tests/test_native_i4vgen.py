@@ -2,20 +2,13 @@
 inside ComfyUI under its Python (``cvk_testkit/native_i4vgen_checks.py``, the mechanism of ``test_native.py``) when
 COMFYUI_PATH is set (marker ``comfyui``), on the tiny SD1.5-like ε model built from ComfyUI's own classes."""
 import importlib
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from cvk_testkit import ROOT, load_pack
+from cvk_testkit import load_pack
+from cvk_testkit.real_host import MARKS, run_checks
 
-COMFY = os.environ.get("COMFYUI_PATH")
-real_host = [pytest.mark.comfyui,
-             pytest.mark.skipif(not COMFY and not os.environ.get("CI"),
-                                reason="COMFYUI_PATH is not set: no real ComfyUI to test against (build one with "
-                                       "../shared/tools/comfyui-host.sh, see the README)")]
+real_host = MARKS
 
 
 def module():
@@ -55,21 +48,7 @@ def test_step_sizes_presets_and_lists():
 
 @pytest.fixture(scope="module")
 def checks():
-    if not COMFY:
-        pytest.fail("CI is set but COMFYUI_PATH is not: run the real-host tests through .ci/run, which builds ComfyUI")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", COMFYUI_PATH=COMFY)
-    if os.environ.get("COMFYUI_LD_LIBRARY_PATH"):
-        env["LD_LIBRARY_PATH"] = os.environ["COMFYUI_LD_LIBRARY_PATH"]
-    out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-m", "cvk_testkit.native_i4vgen_checks"],
-                         cwd=os.path.join(ROOT, "tests"), env=env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
-    found = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("CHECK "):
-            _, name, data = line.split(" ", 2)
-            found[name] = json.loads(data)
-    print("\n" + "\n".join(f"{k}: {json.dumps(v)}" for k, v in found.items()))
-    return found
+    return run_checks("cvk_testkit.native_i4vgen_checks")
 
 
 def result(checks, name):

@@ -2,36 +2,18 @@
 Python (``cvk_testkit/native_videoguide_checks.py``) when COMFYUI_PATH is set (marker ``comfyui``): the tiny SD1.5-like
 ε model of ``native_checks`` as the main model and a second one (other weights, its own conds) as the guide."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from cvk_testkit import ROOT, load_pack
+from cvk_testkit import load_pack
+from cvk_testkit.real_host import MARKS, run_checks
 
-COMFY = os.environ.get("COMFYUI_PATH")
-real_host = [pytest.mark.comfyui,
-             pytest.mark.skipif(not COMFY and not os.environ.get("CI"),
-                                reason="COMFYUI_PATH is not set: no real ComfyUI to test against (build one with "
-                                       "../shared/tools/comfyui-host.sh, see the README)")]
+real_host = MARKS
 
 
 @pytest.fixture(scope="module")
 def checks():
-    if not COMFY:
-        pytest.fail("CI is set but COMFYUI_PATH is not: run the real-host tests through .ci/run, which builds ComfyUI")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", COMFYUI_PATH=COMFY)
-    if os.environ.get("COMFYUI_LD_LIBRARY_PATH"):
-        env["LD_LIBRARY_PATH"] = os.environ["COMFYUI_LD_LIBRARY_PATH"]
-    out = subprocess.run([os.environ.get("COMFYUI_PYTHON", sys.executable), "-m", "cvk_testkit.native_videoguide_checks"],
-                         cwd=os.path.join(ROOT, "tests"), env=env, capture_output=True, text=True, timeout=900)
-    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
-    found = {}
-    for line in out.stdout.splitlines():
-        if line.startswith("CHECK "):
-            _, name, data = line.split(" ", 2)
-            found[name] = json.loads(data)
+    found = run_checks("cvk_testkit.native_videoguide_checks")
     for c in found.values():
         assert "error" not in c, c.get("error")
     print("\n" + json.dumps(found))

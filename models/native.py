@@ -31,6 +31,7 @@ ComfyUI is imported lazily, inside functions: the pack imports without it.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -160,7 +161,6 @@ class NativeDenoiser:
         self._call = inpaint if inpaint is not None else guider
         table = self.model_sampling.sigmas.detach().to("cpu", torch.float64)
         self.sigmas = sigma_from_model(table, self.kind) if self.kind == "flow" else table
-        self.signal_scale = None
 
     @property
     def sigma_min(self) -> float:
@@ -179,10 +179,10 @@ class NativeDenoiser:
         s = torch.as_tensor(sigma_to_model(torch.as_tensor(sigma, dtype=torch.float64), self.kind))
         return self.model_sampling.timestep(s.to(torch.float32)).cpu()
 
-    def input_scale(self, sigma):
-        """``a`` with the model's start ``x_c = a·x``... for the seeded start ``x = ε/a`` of a sampler that draws
-        its own ε (:func:`..samplers.sampling.initial_latent`): ``1/sqrt(1 + σ²)`` (ε, v), ``1/(1 + σ)`` (flow)."""
-        return 1.0 / (1.0 + sigma) if self.kind == "flow" else 1.0 / (1.0 + sigma ** 2) ** 0.5
+    def start(self, eps: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The seeded start of a sampler that draws its own ε (:func:`..samplers.sampling.initial_latent`): the
+        σ-space point whose model input at σ is ``eps`` — ``ε·sqrt(1 + σ²)`` (ε, v), ``ε·(1 + σ)`` (flow)."""
+        return eps * (1.0 + sigma) if self.kind == "flow" else eps * math.sqrt(1.0 + sigma ** 2)
 
     def _levels(self, sigma, b: int, f: int):
         """σ (a float, ``(B,)`` or ``(B, 1, F, 1, 1)``) as ``(B, 1, F, 1, 1)`` float64 on the CPU."""

@@ -111,12 +111,12 @@ def window_conds(node: str, model: VideoModel, prompt: str, negative_prompt: str
                 raise CVKInputError(node, name, text if len(text) <= 60 else text[:57] + "…",
                                     f"an empty prompt: {model.name} is an unconditional model and takes no text")
         return [({}, None)], 1.0
-    encoded = {}
-    for line in prompt_lines(node, "prompt", prompt, count):
+    lines, encoded = prompt_lines(node, "prompt", prompt, count), {}
+    for line in lines:
         if line not in encoded:
             encoded[line] = (model.encode_prompt_pair(line, negative_prompt, fps=fps or None) if model.takes_fps
                              else model.encode_prompt_pair(line, negative_prompt))
-    return [encoded[line] for line in prompt_lines(node, "prompt", prompt, count)], float(cfg)
+    return [encoded[line] for line in lines], float(cfg)
 
 
 def window_plan(node: str, model: VideoModel, prompt: str, negative_prompt: str, s: int, w: float, cfg: float,

@@ -82,14 +82,10 @@ def sample(denoise: Callable, shape, sigmas: torch.Tensor, cond, uncond=None, sc
 
 def initial_latent(shape, sigmas: torch.Tensor, seed: int, device=None, denoise: Optional[Callable] = None,
                    gen: Optional[torch.Generator] = None) -> torch.Tensor:
-    """The seeded start of every sampler: the network's input ``z_T = ε`` (purpose ``"initial"``) as ``x = ε/a``:
-    ``a`` the denoiser's ``input_scale(σ₀)`` when it has one — a VP model's ``1/sqrt(1 + σ₀²)`` (computed as the
-    product ``ε·sqrt(1 + σ₀²)``), with a signal scale (VideoCrafter2's ``scale_arr``) its own, a native flow model's
-    ``1/(1 + σ₀)`` (:class:`..models.native.NativeDenoiser`, ``kind`` ``"flow"``); ``1/sqrt(1 + σ₀²)``
-    without one. ``gen``: draw ε from this generator instead (a run of several windows
-    continues one ``"initial"`` generator, so its first window starts as the plain sampler does)."""
+    """The seeded start of every sampler: the network's input ``z_T = ε`` (purpose ``"initial"``) in σ-space, as the
+    denoiser's ``start(ε, σ₀)`` says when it has one (VideoCrafter2's signal scale, a native flow model's
+    ``ε·(1 + σ₀)``), else the VP start ``ε·sqrt(1 + σ₀²)``. ``gen``: draw ε from this generator instead (a run of
+    several windows continues one ``"initial"`` generator, so its first window starts as the plain sampler does)."""
     eps = randn(shape, gen if gen is not None else generator(seed, "initial"), device)
-    scale = getattr(denoise, "input_scale", None)
-    if scale is None or (getattr(denoise, "signal_scale", None) is None and getattr(denoise, "kind", "eps") != "flow"):
-        return eps * math.sqrt(1.0 + float(sigmas[0]) ** 2)    # the VP scale 1/sqrt(1 + σ₀²), as one product
-    return eps / float(scale(float(sigmas[0])))
+    start = getattr(denoise, "start", None)
+    return start(eps, float(sigmas[0])) if start is not None else eps * math.sqrt(1.0 + float(sigmas[0]) ** 2)

@@ -9,6 +9,7 @@ Everything here is pure torch: no diffusers, no ComfyUI.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -156,6 +157,13 @@ class VPDenoiser:
         elif not torch.is_tensor(sigma):
             s = float(s)
         return s / (1.0 + sigma ** 2 * s ** 2) ** 0.5
+
+    def start(self, eps: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The σ-space point whose network input at level σ is ``eps``: ``ε·sqrt(1 + σ²)``, or ``ε/a`` with a signal
+        scale (:meth:`input_scale`)."""
+        if self.signal_scale is None:
+            return eps * math.sqrt(1.0 + sigma ** 2)
+        return eps / float(self.input_scale(sigma))
 
     def __call__(self, x: torch.Tensor, sigma, cond, timestep=None) -> torch.Tensor:
         """``x`` ``(B, C, F, h, w)`` at noise level σ → x0 estimate, same shape and dtype. σ is a float, one

@@ -54,21 +54,17 @@ def test_flow_levels_map_to_variance_exploding_and_back():
         assert n.sigma_from_model(3.0, kind) == 3.0 and n.x_to_model(x0, 3.0, kind) is x0
 
 
-def test_initial_latent_starts_from_the_denoisers_input_scale():
-    """The seeded start x = ε/a uses the denoiser's input_scale: a flow model's 1/(1 + σ₀) (x_c = ε at the start), a
+def test_initial_latent_starts_from_the_denoisers_start():
+    """The seeded start uses the denoiser's start: a flow model's ε·(1 + σ₀) (x_c = ε at the start), a
     VP-form one (ε, v: kind "eps"/"v_prediction", or none) ε·sqrt(1 + σ₀²) exactly as before."""
     load_pack()
     from consistent_video_kit.samplers.noise import generator, randn
     from consistent_video_kit.samplers.sampling import initial_latent
 
-    class Den:
-        signal_scale = None
-
-        def __init__(self, kind):
-            self.kind = kind
-
-        def input_scale(self, sigma):
-            return 1.0 / (1.0 + sigma) if self.kind == "flow" else 1.0 / (1.0 + sigma ** 2) ** 0.5
+    def Den(kind):                          # the adapter's own start, without ComfyUI
+        den = native().NativeDenoiser.__new__(native().NativeDenoiser)
+        den.kind = kind
+        return den
     eps = randn((1, 4, 2, 3, 3), generator(5, "initial"), None)
     sig = torch.tensor([3.0, 1.0])
     assert torch.allclose(initial_latent((1, 4, 2, 3, 3), sig, 5, denoise=Den("flow")), eps * 4.0, rtol=1e-6)

@@ -31,7 +31,9 @@ ComfyUI is imported lazily, inside functions: the pack imports without it.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 from typing import Callable, Optional
 
 import torch
@@ -44,7 +46,25 @@ BRANCHES = (None, "cfg", "positive", "negative")
 
 def _comfy_samplers():
     import comfy.samplers   # noqa: lazy: only inside ComfyUI
+    _note_core_sampling_function(comfy.samplers)
     return comfy.samplers
+
+
+_CORE_SAMPLING_FUNCTION = None
+
+
+def _note_core_sampling_function(module) -> None:
+    """Keep ComfyUI's own ``comfy.samplers.sampling_function`` once seen as itself: a pack may replace it for the
+    length of its run (AnimateDiff-Evolved does, with one that needs its state in the model options), and a second
+    model without that pack's wrappers is called with ComfyUI's own (:meth:`SecondGuider.active`)."""
+    global _CORE_SAMPLING_FUNCTION
+    fn = getattr(module, "sampling_function", None)
+    if _CORE_SAMPLING_FUNCTION is None and getattr(fn, "__module__", None) == "comfy.samplers":
+        _CORE_SAMPLING_FUNCTION = fn
+
+
+if "comfy.samplers" in sys.modules:      # the pack is imported by ComfyUI at start, outside any sampling run
+    _note_core_sampling_function(sys.modules["comfy.samplers"])
 
 
 def prediction_kind(model_sampling) -> str:
@@ -141,7 +161,8 @@ class NativeDenoiser:
     """A σ-space denoiser over ComfyUI's guider during its sampling run (made by :class:`NativeSampler`; see the
     module docstring). ``guider``: the ``model_wrap`` a ComfyUI sampler receives (a ``CFGGuider``: loaded model,
     processed conds, CFG scale); ``extra_args``: the sampler's ``extra_args`` (``model_options``, ``seed``,
-    ``denoise_mask``); ``batch``: videos per ComfyUI latent in the frames-in-batch layout (1).
+    ``denoise_mask``); ``batch``: videos per ComfyUI latent in the frames-in-batch layout (1); ``around()``: a context
+    entered around each model call (a second model's, :meth:`SecondGuider.active`).
 
     ``denoise(x, sigma, cond=None, timestep=None)``: ``x`` ``(B, C, F, h, w)``; σ a float or one level per sample
     ``(B,)``; ``cond`` ``None``/``"cfg"`` (the guider's CFG x0, at the guider's scale: use it with CFG scale 1 on our
@@ -150,8 +171,10 @@ class NativeDenoiser:
     out needs one level per sample.
     """
 
-    def __init__(self, guider, extra_args: Optional[dict] = None, inpaint=None, batch: int = 1):
+    def __init__(self, guider, extra_args: Optional[dict] = None, inpaint=None, batch: int = 1,
+                 around: Optional[Callable] = None):
         self.guider = guider
+        self.around = around
         self.extra_args = dict(extra_args or {})
         self.inner_model = guider.inner_model
         self.model_sampling = self.inner_model.model_sampling
@@ -271,14 +294,15 @@ class NativeDenoiser:
         xc = to_comfy_layout(xin, self.layout)
         sc = s if self.layout == "5d" else s.repeat_interleave(f)
         sc = sc.to(device=xc.device, dtype=torch.float32)
-        if cond in (None, "cfg"):
-            x0 = self._call(xc, sc, **self.extra_args)
-        else:
-            branch = self.guider.conds.get(cond)
-            if branch is None:
-                raise ValueError(f"native denoiser: the guider has no {cond!r} conditioning")
-            options = self.extra_args.get("model_options", self.guider.model_options)
-            x0 = _comfy_samplers().calc_cond_batch(self.inner_model, [branch], xc, sc, options)[0]
+        with self.around() if self.around is not None else _NOTHING:
+            if cond in (None, "cfg"):
+                x0 = self._call(xc, sc, **self.extra_args)
+            else:
+                branch = self.guider.conds.get(cond)
+                if branch is None:
+                    raise ValueError(f"native denoiser: the guider has no {cond!r} conditioning")
+                options = self.extra_args.get("model_options", self.guider.model_options)
+                x0 = _comfy_samplers().calc_cond_batch(self.inner_model, [branch], xc, sc, options)[0]
         x0 = from_comfy_layout(x0.to(x.dtype), self.layout, b)
         if not per_frame:
             return x0
@@ -348,16 +372,20 @@ def native_sampler(fn: Callable, batch: int = 1):
 
 class SecondGuider:
     """A second MODEL with its own CONDITIONING and CFG inside a running sampler (VideoGuide's guide): a
-    ``comfy.samplers.CFGGuider`` prepared as ``CFGGuider.sample`` / ``outer_sample`` / ``inner_sample`` prepare one —
-    cond hooks registered, ``sampler_helpers.prepare_sampling`` (``load_models_gpu`` with its additional models),
-    ``pre_run``, ``process_conds`` for the run's noise and latent — so that a :class:`NativeDenoiser` over
-    ``.guider`` (with the ``extra_args`` :meth:`prepare` returns) calls it as the running guider is called;
-    :meth:`release` undoes it (``ModelPatcher.cleanup``, ``sampler_helpers.cleanup_models``). ``match_with``: a
-    ``model_sampling`` object patched onto a clone of the model (the other model's table and timesteps).
+    ``comfy.samplers.CFGGuider`` run as ``CFGGuider.sample`` runs one — cond hooks registered,
+    ``prepare_model_patcher``, then inside the model's own ``OUTER_SAMPLE`` wrappers (where AnimateDiff-Evolved sets up
+    its motion models and sampling state for this guider) ``sampler_helpers.prepare_sampling`` (``load_models_gpu``
+    with its additional models), ``pre_run`` and ``process_conds`` for the run's noise and latent. :meth:`run` calls
+    ``body(extra_args)`` there, with which a :class:`NativeDenoiser` over ``.guider`` (``around=self.active``) calls it
+    as the running guider is called; :meth:`release` (also at the end of :meth:`run`) undoes the loading
+    (``ModelPatcher.cleanup``, ``sampler_helpers.cleanup_models``). ``match_with``: a ``model_sampling`` object patched
+    onto a clone of the model (the other model's table and timesteps).
 
     ``running``: the ModelPatcher of the run's own guider. A guide on the same network (self-guidance, or the same
-    MODEL through another path) keeps that network's ``current_patcher`` the running one; one on the same network
-    with other weight patches (a LoRA) is refused — ComfyUI holds one set of weights per network."""
+    checkpoint with another motion module) keeps that network's ``current_patcher`` the running one, and its
+    injections (ADE's motion modules) are swapped in for each guide call only (:meth:`active`: ``eject_model`` /
+    ``inject_model``, module moves, no weight copies); one on the same network with other weight patches (a LoRA) is
+    refused — ComfyUI holds one set of weights per network."""
 
     def __init__(self, model, positive, negative, cfg, match_with=None, running=None):
         import comfy.samplers
@@ -371,34 +399,64 @@ class SecondGuider:
         self.mp = model.clone() if match_with is not None else model
         if match_with is not None:     # match_by timestep: the main model's table, timesteps and input scaling
             self.mp.add_object_patch("model_sampling", match_with)
+        self.swap = self.shared and self.mp is not running
+        self.own_wrappers = False          # set in run(): the guide has OUTER_SAMPLE wrappers of its own
         self.guider = comfy.samplers.CFGGuider(self.mp)
         self.guider.set_conds(positive, negative)
         self.guider.set_cfg(cfg)
         self.prepared = False
 
-    def prepare(self, noise, latent_image, denoise_mask, seed, latent_shapes):
-        import comfy.model_patcher
+    def run(self, noise, latent_image, sigmas, denoise_mask, seed, latent_shapes, body: Callable):
+        """``body(extra_args)`` with the guide prepared inside its ``OUTER_SAMPLE`` wrappers; returns what it
+        returns. ``noise``, ``latent_image``, ``denoise_mask``, ``seed``: the running sampler's (ComfyUI's layout)."""
+        import comfy.model_patcher as patcher
+        import comfy.patcher_extension as ext
         import comfy.sampler_helpers as helpers
         import comfy.samplers as samplers
         g = self.guider
         g.conds = {k: [c.copy() for c in v] for k, v in g.original_conds.items()}
         samplers.preprocess_conds_hooks(g.conds)
-        g.model_options = comfy.model_patcher.create_model_options_clone(g.model_options)
-        helpers.prepare_model_patcher(self.mp, g.conds, g.model_options)
-        samplers.filter_registered_hooks_on_conds(g.conds, g.model_options)
-        g.inner_model, g.conds, g.loaded_models = helpers.prepare_sampling(self.mp, noise.shape, g.conds,
-                                                                           g.model_options)
-        self.prepared = True
-        self.mp.pre_run()
-        self._keep_running()
-        g.inner_model.latent_shapes = latent_shapes
-        g.conds = samplers.process_conds(g.inner_model, noise, g.conds, noise.device, latent_image, denoise_mask, seed,
-                                         latent_shapes=latent_shapes)
-        return {"model_options": comfy.model_patcher.create_model_options_clone(g.model_options), "seed": seed}
+        orig_options = g.model_options
+        try:
+            g.model_options = patcher.create_model_options_clone(orig_options)
+            helpers.prepare_model_patcher(self.mp, g.conds, g.model_options)
+            samplers.filter_registered_hooks_on_conds(g.conds, g.model_options)
+
+            def outer(*_args, **_kwargs):      # CFGGuider.outer_sample's part, then body in place of the sampler
+                try:
+                    g.inner_model, g.conds, g.loaded_models = helpers.prepare_sampling(
+                        self.mp, noise.shape, g.conds, g.model_options)
+                    self.prepared = True
+                    self.mp.pre_run()
+                    self._keep_running()
+                    g.inner_model.latent_shapes = latent_shapes
+                    g.conds = samplers.process_conds(g.inner_model, noise, g.conds, noise.device, latent_image,
+                                                     denoise_mask, seed, latent_shapes=latent_shapes)
+                    return body({"model_options": patcher.create_model_options_clone(g.model_options), "seed": seed})
+                finally:
+                    self.release()
+            wrappers = ext.get_all_wrappers(ext.WrappersMP.OUTER_SAMPLE, g.model_options, is_model_options=True)
+            self.own_wrappers = bool(wrappers)
+            executor = ext.WrapperExecutor.new_class_executor(outer, g, wrappers)
+            return executor.execute(noise, latent_image, None, sigmas, denoise_mask, None, True, seed,
+                                    latent_shapes=latent_shapes)
+        finally:
+            g.model_options = orig_options
+            self.mp.restore_hook_patches()
+
+    def active(self):
+        """Context of one guide call: on a shared network, the running model's injections out and the guide's in
+        (and back after); a guide without sampling wrappers of its own is called with ComfyUI's own
+        ``sampling_function`` (the running model's pack may have replaced it for its run: ADE's needs its state)."""
+        return _GuideCall(self.running if self.swap and self.prepared else None, self.mp,
+                          None if self.own_wrappers else _CORE_SAMPLING_FUNCTION)
 
     def _keep_running(self):
         if self.shared and hasattr(self.running.model, "current_patcher"):
             self.running.model.current_patcher = self.running
+        if self.swap:                  # loading the guide ejected the running model's injections: theirs back in
+            self.mp.eject_model()
+            self.running.inject_model()
 
     def release(self):
         if not self.prepared:
@@ -406,10 +464,36 @@ class SecondGuider:
         import comfy.sampler_helpers as helpers
         self.prepared = False
         g = self.guider
+        if self.swap:
+            self.mp.eject_model()
+            self.running.inject_model()
         if not self.shared:
             self.mp.cleanup()          # a shared network is the running guider's: ComfyUI cleans it up at the end
         helpers.cleanup_models(g.conds, g.loaded_models)
         del g.inner_model, g.loaded_models
+
+
+class _GuideCall:
+    def __init__(self, running, guide, sampling_function):
+        self.running, self.guide, self.fn, self.saved = running, guide, sampling_function, None
+
+    def __enter__(self):
+        if self.running is not None:
+            self.running.eject_model()
+            self.guide.inject_model()
+        if self.fn is not None:
+            samplers = _comfy_samplers()
+            self.saved, samplers.sampling_function = samplers.sampling_function, self.fn
+
+    def __exit__(self, *exc):
+        if self.fn is not None:
+            _comfy_samplers().sampling_function = self.saved
+        if self.running is not None:
+            self.guide.eject_model()
+            self.running.inject_model()
+
+
+_NOTHING = contextlib.nullcontext()
 
 
 def run_native(model, positive, negative, cfg: float, latent_image: torch.Tensor, noise: torch.Tensor,

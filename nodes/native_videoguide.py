@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from ..models.native import NativeDenoiser, SecondGuider, latent_layout, native_sampler, prediction_kind
+from ..models.native import (NativeDenoiser, SecondGuider, latent_layout, native_sampler, prediction_kind,
+                             sigma_to_model)
 from ..samplers.filters import FILTER_KINDS, lowpass_mask
 from ..samplers.guidance import guidance
 from ..samplers.noise import generator
@@ -160,28 +161,25 @@ class CVK_VideoGuideNativeSampler:
                 raise CVKInputError(node, "match_by", match_by, problem=(
                     f"timestep gives the guide the main model's levels, which needs the same prediction kind; the "
                     f"guide is {prediction_kind(guide.model.model_sampling)}, the main model {den.kind}: use sigma"))
-            g = None
+            if guided_steps == 0:
+                return videoguide_native_step(den, None, x, sigmas, den.sigmas, settings, seed, callback)
             try:
-                guide_den = None
-                if guided_steps > 0:
-                    try:
-                        g = SecondGuider(guide, guide_positive, guide_negative, guide_cfg,
-                                         main_ms if match_by == "timestep" else None, den.guider.model_patcher)
-                    except ValueError as e:
-                        raise CVKInputError(node, "guide", guide, problem=str(e)) from None
-                    inpaint = den._call      # ComfyUI's KSamplerX0Inpaint: the run's noise and latent
-                    extra = g.prepare(inpaint.noise, inpaint.latent_image, den.extra_args.get("denoise_mask"),
-                                      den.extra_args.get("seed"), getattr(den.inner_model, "latent_shapes", None))
-                    guide_den = NativeDenoiser(g.guider, extra, None, den.batch)
-                table = den.sigmas if match_by == "timestep" or guide_den is None else guide_den.sigmas
+                g = SecondGuider(guide, guide_positive, guide_negative, guide_cfg,
+                                 main_ms if match_by == "timestep" else None, den.guider.model_patcher)
+            except ValueError as e:
+                raise CVKInputError(node, "guide", guide, problem=str(e)) from None
+            inpaint = den._call      # ComfyUI's KSamplerX0Inpaint: the run's noise and latent
+
+            def body(extra):         # inside the guide's own sampling wrappers (ADE's motion models set up there)
+                guide_den = NativeDenoiser(g.guider, extra, None, den.batch, around=g.active)
+                table = den.sigmas if match_by == "timestep" else guide_den.sigmas
                 try:
                     return videoguide_native_step(den, guide_den, x, sigmas, table, settings, seed, callback,
-                                                  g.release if g is not None else None)
+                                                  g.release)
                 except GuideGridError as e:
                     raise CVKInputError(node, "guided_steps", guided_steps, problem=str(e)) from None
-            finally:
-                if g is not None:
-                    g.release()
+            return g.run(inpaint.noise, inpaint.latent_image, sigma_to_model(sigmas, den.kind), den.extra_args.get("denoise_mask"),
+                         den.extra_args.get("seed"), getattr(den.inner_model, "latent_shapes", None), body)
         return (native_sampler(fn),)
 
 

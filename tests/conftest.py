@@ -49,3 +49,13 @@ def comfy_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("CVK_INPUT_DIR", str(tmp_path / "input"))     # the pack's own file nodes (host.py)
     monkeypatch.setenv("CVK_OUTPUT_DIR", str(tmp_path / "output"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def real_size_models(tmp_path_factory):
+    """A models folder with the real-size SD1.5 checkpoint and motion module (``tiny_files.REAL_SIZE_FILES``, 4 GB,
+    about 25 s to write), written once per session for the real-host tests that need AnimateDiff-Evolved."""
+    from cvk_testkit import tiny_files as tf
+    root = tmp_path_factory.mktemp("real_size_models")
+    tf.write_real_size_files(str(root))
+    return root

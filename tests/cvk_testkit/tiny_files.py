@@ -9,6 +9,7 @@ the 49408-token CLIP vocabulary) with tiny widths, so the same key maps apply.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 
@@ -230,3 +231,110 @@ def write_imagereward(folder: str, model=None, vocab=True, prefix: str = "", nam
         with open(os.path.join(folder, "vocab.txt"), "w") as f:
             f.write("\n".join(IR.TINY_VOCAB) + "\n")
     return folder
+
+
+# ---------------------------------------------------------------- real-size files (ComfyUI and ADE take no other)
+# ComfyUI recognises an SD1.5 file only at model_channels 320 / context 768, and AnimateDiff-Evolved builds a motion
+# module at SD1.5's widths (320, 640, 1280, 1280) and injects it by SD1.5's block layout, so interop with ADE needs the
+# real sizes. The networks are built on the meta device from the shipped configs (nothing allocated), and their
+# weights are slices of one seeded random pool, scaled per tensor (weights 1/√fan-in, norm scales 1 + small, biases
+# small): seconds for a billion values, where drawing each one would take a minute.
+
+def _pool_fill(shapes: dict, seed: int, dtype: torch.dtype, keep_float32=()) -> dict:
+    pool_size = 4_194_301                   # a prime: no weight row lines up with the pool's period
+    gen = torch.Generator().manual_seed(seed)
+    pool = torch.randn(pool_size, generator=gen)
+    starts = torch.randint(0, pool_size, (len(shapes),), generator=gen).tolist()
+    out = {}
+    for (key, shape), start in zip(shapes.items(), starts):
+        n = math.prod(shape)
+        reps = (start + n) // pool_size + 1
+        v = (pool.repeat(reps)[start:start + n] if reps > 1 else pool[start:start + n]).reshape(shape)
+        if len(shape) >= 2:
+            v = v / math.sqrt(math.prod(shape[1:]))
+        elif key.endswith("weight"):                     # norm scales
+            v = 1.0 + 0.1 * v
+        else:
+            v = 0.02 * v
+        out[key] = v.to(torch.float32 if key in keep_float32 else dtype).contiguous()
+    return out
+
+
+def _meta_state_shapes(build) -> dict:
+    with torch.device("meta"):
+        m = build()
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+
+def write_sd15_real_size(path: str, seed: int = 0, dtype: torch.dtype = torch.float16) -> str:
+    """An SD1.5 single file at SD1.5's real sizes (UNet 860 M, VAE 84 M, CLIP ViT-L text 123 M parameters) in original
+    LDM key names, weights from :func:`_pool_fill`, stored as ``dtype`` (float16: 2.1 GB, as the released
+    ``-fp16`` files). Loads in ComfyUI's Load Checkpoint and in the pack's loader."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    from consistent_video_kit.models import convert
+    from consistent_video_kit.models.loaders import CONFIG_ROOT, read_json
+    cfg = {p: read_json(os.path.join(CONFIG_ROOT, "sd15", p, "config.json")) for p in ("unet", "vae", "text_encoder")}
+    clean = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
+    shapes = {}
+    unet = _meta_state_shapes(lambda: UNet2DConditionModel(**clean(cfg["unet"])))
+    vae = _meta_state_shapes(lambda: AutoencoderKL(**clean(cfg["vae"])))
+    text = _meta_state_shapes(lambda: CLIPTextModel(CLIPTextConfig(**clean(cfg["text_encoder"]))))
+    for part, key_map, prefix, conv in ((unet, convert.unet_key_map(cfg["unet"]), convert.UNET_PREFIX, False),
+                                        (vae, convert.vae_key_map(cfg["vae"]), convert.VAE_PREFIX, True),
+                                        (text, convert.clip_key_map(), convert.CLIP_PREFIX, False)):
+        meta = {k: torch.empty(s, device="meta") for k, s in part.items() if not k.endswith("position_ids")}
+        shapes.update({k: tuple(v.shape) for k, v in convert.to_original_state_dict(
+            meta, key_map, prefix, reshape_attention_to_conv=conv).items()})
+    sd = _pool_fill(shapes, seed, dtype)
+    sd[convert.CLIP_PREFIX + "text_model.embeddings.position_ids"] = torch.arange(77)[None]
+    return save(sd, path)
+
+
+def sinusoid_table(length: int, width: int) -> torch.Tensor:
+    """AnimateDiff's positional table ``(1, length, width)`` (sin on even channels, cos on odd), float32."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, width, 2, dtype=torch.float32) * (-math.log(10000.0) / width))
+    pe = torch.zeros(1, length, width)
+    pe[0, :, 0::2] = torch.sin(pos * div)
+    pe[0, :, 1::2] = torch.cos(pos * div)
+    return pe
+
+
+def write_motion_module_real_size(path: str, version: str = "v2", seed: int = 10) -> str:
+    """A motion module at SD1.5's widths in the original key layout (``v2``: with the mid-block module, 453 M
+    parameters; ``v3``: without), float32 as the released ``mm_sd_v15_v2.ckpt`` (1.8 GB), the positional tables
+    AnimateDiff's sinusoids (32 rows) as the released files carry them."""
+    from diffusers import MotionAdapter
+    from consistent_video_kit.models import convert
+    from consistent_video_kit.models.loaders import CONFIG_ROOT, read_json
+    cfg = read_json(os.path.join(CONFIG_ROOT, "animatediff", "motion_adapter_v2", "config.json"))
+    cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    cfg["use_motion_mid_block"] = version == "v2"
+    shapes = _meta_state_shapes(lambda: MotionAdapter(**cfg))
+    key = convert.motion_key_map()
+    shapes = {key(k): s for k, s in shapes.items() if not k.endswith(".pos_embed.pe")}
+    sd = _pool_fill(shapes, seed, torch.float32)
+    for k in [k for k in sd if k.endswith("attention_blocks.0.to_q.weight")]:
+        for a in (0, 1):
+            sd[k.replace("attention_blocks.0.to_q.weight", f"attention_blocks.{a}.pos_encoder.pe")] = sinusoid_table(
+                cfg["motion_max_seq_length"], sd[k].shape[0])
+    return save(sd, path)
+
+
+#: The real-size test files' names (in ``checkpoints/`` and ``animatediff_models/``); the native examples' API copies
+#: name them in place of the real files the examples name.
+REAL_SIZE_FILES = {"checkpoint": "cvk_test_sd15_real_size.safetensors", "motion_module": "cvk_test_mm_v2_real_size.ckpt"}
+
+
+def write_real_size_files(models: str) -> dict:
+    """:data:`REAL_SIZE_FILES` into ``models/checkpoints`` and ``models/animatediff_models`` (kept when there)."""
+    paths = {"checkpoint": os.path.join(models, "checkpoints", REAL_SIZE_FILES["checkpoint"]),
+             "motion_module": os.path.join(models, "animatediff_models", REAL_SIZE_FILES["motion_module"])}
+    for what, path in paths.items():
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            base, ext = os.path.splitext(path)               # save() picks the format by the extension
+            (write_sd15_real_size if what == "checkpoint" else write_motion_module_real_size)(base + ".part" + ext)
+            os.replace(base + ".part" + ext, path)
+    return paths

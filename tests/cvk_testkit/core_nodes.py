@@ -210,9 +210,118 @@ class SaveVideo:
                 "result": (video,)}
 
 
+# ---------------------------------------------------------------- type-only stand-ins
+# For prompts that only have to validate (the bad-input suite): inputs, outputs and category as ComfyUI 0.33
+# declares them (nodes.py, comfy_extras/nodes_custom_sampler.py; its V3 combos written as lists, as /object_info's V1
+# form reads), the function names its legacy aliases. Run, they raise.
+
+STAND_IN_ONLY = "type-only stand-in: runs only in a real ComfyUI"
+
+
+def _not_here(self, **_inputs):
+    raise NotImplementedError(STAND_IN_ONLY)
+
+
+class CheckpointLoaderSimple:
+    """Core ``CheckpointLoaderSimple``: ``ckpt_name`` (the files in ``$CVK_MODELS_DIR/checkpoints``, else none) →
+    MODEL, CLIP, VAE."""
+    CATEGORY = "model/loaders"
+    RETURN_TYPES = ("MODEL", "CLIP", "VAE")
+    FUNCTION = "load_checkpoint"
+    load_checkpoint = _not_here
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        folder = os.path.join(os.environ["CVK_MODELS_DIR"], "checkpoints") if os.environ.get("CVK_MODELS_DIR") else None
+        files = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f))) \
+            if folder and os.path.isdir(folder) else []
+        return {"required": {"ckpt_name": (files,)}}
+
+
+class CLIPTextEncode:
+    CATEGORY = "model/conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+    encode = _not_here
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"text": ("STRING", {"multiline": True, "dynamicPrompts": True}), "clip": ("CLIP",)}}
+
+
+class VAEDecode:
+    CATEGORY = "model/latent"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "decode"
+    decode = _not_here
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"samples": ("LATENT",), "vae": ("VAE",)}}
+
+
+class RandomNoise:
+    CATEGORY = "model/sampling/noise"
+    RETURN_TYPES = ("NOISE",)
+    FUNCTION = "get_noise"
+    get_noise = _not_here
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"noise_seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff,
+                                                    "control_after_generate": True})}}
+
+
+class CFGGuider:
+    CATEGORY = "model/sampling/guiders"
+    RETURN_TYPES = ("GUIDER",)
+    FUNCTION = "get_guider"
+    get_guider = _not_here
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "positive": ("CONDITIONING",), "negative": ("CONDITIONING",),
+                             "cfg": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01})}}
+
+
+class BasicScheduler:
+    CATEGORY = "model/sampling/schedulers"
+    RETURN_TYPES = ("SIGMAS",)
+    FUNCTION = "get_sigmas"
+    get_sigmas = _not_here
+    SCHEDULERS = ["simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+                  "linear_quadratic", "kl_optimal"]                   # comfy.samplers.SCHEDULER_NAMES
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model": ("MODEL",), "scheduler": (cls.SCHEDULERS,),
+                             "steps": ("INT", {"default": 20, "min": 1, "max": 10000}),
+                             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
+
+
+class SamplerCustomAdvanced:
+    """Core ``SamplerCustomAdvanced``: NOISE, GUIDER, SAMPLER, SIGMAS, LATENT → ``output``, ``denoised_output``."""
+    CATEGORY = "model/sampling/custom"
+    RETURN_TYPES = ("LATENT", "LATENT")
+    RETURN_NAMES = ("output", "denoised_output")
+    FUNCTION = "sample"
+    sample = _not_here
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"noise": ("NOISE",), "guider": ("GUIDER",), "sampler": ("SAMPLER",),
+                             "sigmas": ("SIGMAS",), "latent_image": ("LATENT",)}}
+
+
 CORE_NODES = {"SaveImage": SaveImage, "PreviewImage": PreviewImage, "LoadImage": LoadImage, "ImageScale": ImageScale,
-              "EmptyLatentImage": EmptyLatentImage, "CreateVideo": CreateVideo, "SaveVideo": SaveVideo}
-#: Their titles in the frontend (ComfyUI's display names).
+              "EmptyLatentImage": EmptyLatentImage, "CreateVideo": CreateVideo, "SaveVideo": SaveVideo,
+              "CheckpointLoaderSimple": CheckpointLoaderSimple, "CLIPTextEncode": CLIPTextEncode,
+              "VAEDecode": VAEDecode, "RandomNoise": RandomNoise, "CFGGuider": CFGGuider,
+              "BasicScheduler": BasicScheduler, "SamplerCustomAdvanced": SamplerCustomAdvanced}
+#: Their titles in the frontend (ComfyUI's display names; a node without one is titled by its id).
 CORE_DISPLAY_NAMES = {"SaveImage": "Save Image", "PreviewImage": "Preview Image", "LoadImage": "Load Image",
                       "ImageScale": "Upscale Image", "EmptyLatentImage": "Empty Latent Image",
-                      "CreateVideo": "Create Video", "SaveVideo": "Save Video"}
+                      "CreateVideo": "Create Video", "SaveVideo": "Save Video",
+                      "CheckpointLoaderSimple": "Load Checkpoint", "CLIPTextEncode": "CLIP Text Encode (Prompt)",
+                      "VAEDecode": "VAE Decode", "RandomNoise": "RandomNoise", "CFGGuider": "CFG Guider",
+                      "BasicScheduler": "BasicScheduler", "SamplerCustomAdvanced": "SamplerCustomAdvanced"}

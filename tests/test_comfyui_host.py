@@ -47,9 +47,12 @@ def _get(base, path):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, real_size_models):
     if not COMFY:
         pytest.fail("CI is set but COMFYUI_PATH is not: run the real-host tests through .ci/run, which builds ComfyUI")
+    if not os.environ.get("COMFYUI_ADE_PATH"):
+        pytest.fail("COMFYUI_ADE_PATH is not set: the native examples need AnimateDiff-Evolved (../shared/tools/"
+                    "comfyui-host.sh builds it beside ComfyUI)")
     tmp = tmp_path_factory.mktemp("comfy")
     for sub in ("output", "temp", "user"):
         (tmp / sub).mkdir()
@@ -57,6 +60,9 @@ def server(tmp_path_factory):
     bi.write_files(str(models), str(tmp / "input"))      # tiny SD1.5 folder + motion module, broken files, poses
     shutil.copy(os.path.join(COMFY, "input", "example.png"), tmp / "input")   # the image-to-video example's picture
     tf.write_modelscope_folder(str(models / "diffusers" / "tiny_zeroscope"))
+    for sub in ("checkpoints", "animatediff_models"):     # the native examples' SD1.5 and motion module
+        for f in os.listdir(real_size_models / sub):
+            os.symlink(real_size_models / sub / f, models / sub / f)
     (tmp / "extra_model_paths.yaml").write_text(f"cvk_test:\n    base_path: {models}\n" + "".join(
         f"    {sub}: {sub}\n" for sub in bi.MODEL_FOLDERS) + f"cvk_test_nodes:\n    custom_nodes: {_write_probe(tmp)}\n")
     link = os.path.join(COMFY, "custom_nodes", FOLDER)
@@ -104,6 +110,7 @@ def test_pack_loads_and_every_node_is_listed(server, pack):
     assert ours == set(pack.NODE_CLASS_MAPPINGS)
     assert info["CVK_TextToVideo"]["python_module"].startswith("custom_nodes.")
     assert any(e.endswith("/cvk.js") for e in _get(base, "/extensions"))
+    assert "ADE_AnimateDiffLoaderGen1" in info, "AnimateDiff-Evolved did not load beside the pack"
 
 
 def queue(base, prompt):
@@ -274,10 +281,12 @@ NODE_CLASS_MAPPINGS = {{"{PROBE}": {PROBE}}}
 
 def _write_probe(tmp):
     """The probe node in a custom_nodes folder of the test's own, which the server also loads (through the
-    ``custom_nodes`` key of its extra model paths file): test-only code stays out of the pack."""
+    ``custom_nodes`` key of its extra model paths file): test-only code stays out of the pack. AnimateDiff-Evolved
+    goes there too."""
     folder = tmp / "custom_nodes"
     (folder / "cvk_test_probe").mkdir(parents=True)
     (folder / "cvk_test_probe" / "__init__.py").write_text(PROBE_SOURCE)
+    os.symlink(os.environ["COMFYUI_ADE_PATH"], folder / "ComfyUI-AnimateDiff-Evolved")    # the native examples use it
     return folder
 
 

@@ -313,15 +313,64 @@ class SamplerCustomAdvanced:
                              "sigmas": ("SIGMAS",), "latent_image": ("LATENT",)}}
 
 
+class KSampler:
+    """Core ``KSampler`` (type only)."""
+    CATEGORY = "model/sampling"
+    RETURN_TYPES = ("LATENT",)
+    FUNCTION = "sample"
+    sample = _not_here
+    SAMPLERS = ["euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2",
+                "exp_heun_2_x0", "exp_heun_2_x0_sde", "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive",
+                "dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m",
+                "dpmpp_2m_cfg_pp", "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_2m_sde_heun", "dpmpp_2m_sde_heun_gpu",
+                "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm", "ipndm", "ipndm_v", "deis", "res_multistep",
+                "res_multistep_cfg_pp", "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp",
+                "gradient_estimation", "gradient_estimation_cfg_pp", "er_sde", "seeds_2", "seeds_3", "sa_solver",
+                "sa_solver_pece", "ddim", "uni_pc", "uni_pc_bh2"]          # comfy.samplers.SAMPLER_NAMES
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": ("MODEL",),
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xffffffffffffffff, "control_after_generate": True}),
+            "steps": ("INT", {"default": 20, "min": 1, "max": 10000}),
+            "cfg": ("FLOAT", {"default": 8.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01}),
+            "sampler_name": (cls.SAMPLERS,), "scheduler": (BasicScheduler.SCHEDULERS,),
+            "positive": ("CONDITIONING",), "negative": ("CONDITIONING",), "latent_image": ("LATENT",),
+            "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01})}}
+
+
+class ADE_AnimateDiffLoaderGen1:
+    """AnimateDiff-Evolved's ``AnimateDiff Loader 🎭🅐🅓①`` (type only): MODEL + motion module file (the files in
+    ``$CVK_MODELS_DIR/animatediff_models``) + beta schedule → MODEL; its optional inputs left out."""
+    CATEGORY = "Animate Diff 🎭🅐🅓"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "load_mm_and_inject_params"
+    load_mm_and_inject_params = _not_here
+    BETA_SCHEDULES = ["autoselect", "use existing", "sqrt_linear (AnimateDiff)", "linear (AnimateDiff-SDXL)",
+                      "linear (HotshotXL/default)", "avg(sqrt_linear,linear)", "lcm avg(sqrt_linear,linear)", "lcm",
+                      "lcm[100_ots]", "lcm >> sqrt_linear", "sqrt", "cosine", "squaredcos_cap_v2"]
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        folder = os.path.join(os.environ.get("CVK_MODELS_DIR", ""), "animatediff_models")
+        files = sorted(f for f in os.listdir(folder) if os.path.isfile(os.path.join(folder, f))) \
+            if os.environ.get("CVK_MODELS_DIR") and os.path.isdir(folder) else []
+        return {"required": {"model": ("MODEL",), "model_name": (files,),
+                             "beta_schedule": (cls.BETA_SCHEDULES, {"default": "autoselect"})}}
+
+
 CORE_NODES = {"SaveImage": SaveImage, "PreviewImage": PreviewImage, "LoadImage": LoadImage, "ImageScale": ImageScale,
               "EmptyLatentImage": EmptyLatentImage, "CreateVideo": CreateVideo, "SaveVideo": SaveVideo,
               "CheckpointLoaderSimple": CheckpointLoaderSimple, "CLIPTextEncode": CLIPTextEncode,
               "VAEDecode": VAEDecode, "RandomNoise": RandomNoise, "CFGGuider": CFGGuider,
-              "BasicScheduler": BasicScheduler, "SamplerCustomAdvanced": SamplerCustomAdvanced}
+              "BasicScheduler": BasicScheduler, "SamplerCustomAdvanced": SamplerCustomAdvanced, "KSampler": KSampler,
+              "ADE_AnimateDiffLoaderGen1": ADE_AnimateDiffLoaderGen1}
 #: Their titles in the frontend (ComfyUI's display names; a node without one is titled by its id).
 CORE_DISPLAY_NAMES = {"SaveImage": "Save Image", "PreviewImage": "Preview Image", "LoadImage": "Load Image",
                       "ImageScale": "Upscale Image", "EmptyLatentImage": "Empty Latent Image",
                       "CreateVideo": "Create Video", "SaveVideo": "Save Video",
                       "CheckpointLoaderSimple": "Load Checkpoint", "CLIPTextEncode": "CLIP Text Encode (Prompt)",
                       "VAEDecode": "VAE Decode", "RandomNoise": "RandomNoise", "CFGGuider": "CFG Guider",
-                      "BasicScheduler": "BasicScheduler", "SamplerCustomAdvanced": "SamplerCustomAdvanced"}
+                      "BasicScheduler": "BasicScheduler", "SamplerCustomAdvanced": "SamplerCustomAdvanced",
+                      "KSampler": "KSampler", "ADE_AnimateDiffLoaderGen1": "AnimateDiff Loader 🎭🅐🅓①"}

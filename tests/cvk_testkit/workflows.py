@@ -187,7 +187,32 @@ EXAMPLE_VIDEOS = {"cvk_text_to_video": (8, 128, 128), "cvk_videoguide": (8, 128,
                   "cvk_cvd_two_views": (8, 256, 128), "cvk_cvd_four_views": (8, 384, 96),
                   "cvk_lvdm_unconditional": (16, 128, 128), "cvk_videoguide_vc2": (8, 128, 128),
                   "cvk_long_video_animatediff": (64, 64, 64), "cvk_long_video_lvdm": (128, 64, 64),
-                  "cvk_lgcvd_predict": (30, 32, 32), "cvk_lgcvd_infill": (16, 32, 32)}
+                  "cvk_lgcvd_predict": (30, 32, 32), "cvk_lgcvd_infill": (16, 32, 32),
+                  "cvk_native_videoguide": (4, 64, 64), "cvk_native_i4vgen": (4, 64, 64)}
+
+# Examples on native ComfyUI models (Load Checkpoint, AnimateDiff-Evolved, core sampling): they run in a real ComfyUI
+# only (tests/test_comfyui_host.py), where their API copies name the real-size test files (tiny_files.REAL_SIZE_FILES;
+# ComfyUI and ADE take SD1.5's sizes only) in place of the released files the examples name, at a test size. What
+# each API copy changes from its UI workflow, by node id and input:
+_CKPT, _MM = "cvk_test_sd15_real_size.safetensors", "cvk_test_mm_v2_real_size.ckpt"
+NATIVE_API_CHANGES = {
+    "cvk_native_videoguide": {"1": {"ckpt_name": _CKPT}, "2": {"model_name": _MM}, "3": {"model_name": _MM},
+                              "8": {"steps": 2}, "9": {"guided_steps": 1, "guide_steps": 1, "guide_grid": 4},
+                              "10": {"width": 64, "height": 64, "batch_size": 4}},
+    "cvk_native_i4vgen": {"1": {"ckpt_name": _CKPT}, "2": {"model_name": _MM}, "5": {"width": 64, "height": 64},
+                          "6": {"steps": 2}, "7": {"frames": 4, "steps": 2}, "8": {"steps": 2}},
+}
+
+
+def native_api_copy(name: str, workflow: dict, node_classes: dict) -> dict:
+    """The API copy of a UI workflow: :func:`ui_to_api` with :data:`NATIVE_API_CHANGES` applied (none for the pack's
+    own examples)."""
+    api = ui_to_api(workflow, node_classes)
+    for node_id, changes in NATIVE_API_CHANGES.get(name, {}).items():
+        for key, value in changes.items():
+            assert key in api[node_id]["inputs"], (name, node_id, key)
+            api[node_id]["inputs"][key] = value
+    return api
 
 
 def video_endings(workflow: dict) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 import torch
 
@@ -369,7 +370,8 @@ def extend_native():
 def lora_patch():
     """A LoRA-like weight patch (``ModelPatcher.add_patches`` on one weight of a clone) reaches the adapter: the
     patched clone's run differs from the plain one and equals the plain model with that weight changed by hand; the
-    plain model after the clone gives its own output again."""
+    plain model after the clone gives its own output again. A LoRA file loaded by core ``LoraLoaderModelOnly``
+    (strength 0.8) does the same: its run equals the weight changed by 0.8·up·down by hand."""
     _setup()
     import comfy.samplers
     from consistent_video_kit.models.native import run_native
@@ -389,11 +391,30 @@ def lora_patch():
     added = patched_mp.add_patches({key: (delta,)}, 1.0)
     patched = run(patched_mp)
     plain_again = run(mp)
+    # a LoRA file through core LoraLoaderModelOnly (ComfyUI's lora_unet_* key format, rank 2, alpha 2: scale 1)
+    import folder_paths
+    import nodes
+    from safetensors.torch import save_file
+    folder = tempfile.mkdtemp()
+    g = torch.Generator().manual_seed(9)
+    up, down = torch.randn(w.shape[0], 2, generator=g) * 0.5, torch.randn(2, w.shape[1], generator=g) * 0.5
+    name = "lora_unet_blocks_0_self_attn_q"
+    save_file({f"{name}.lora_up.weight": up, f"{name}.lora_down.weight": down, f"{name}.alpha": torch.tensor(2.0)},
+              os.path.join(folder, "cvk_tiny_lora.safetensors"))
+    folder_paths.add_model_folder_path("loras", folder)
+    (lora_mp,) = nodes.LoraLoaderModelOnly().load_lora_model_only(mp, "cvk_tiny_lora.safetensors", 0.8)
+    lora = run(lora_mp)
     with torch.no_grad():
+        w.add_(0.8 * up @ down)
+    lora_by_hand = run(mp)
+    with torch.no_grad():
+        w.sub_(0.8 * up @ down)
         w.add_(delta)
     by_hand = run(mp)
     return {"added": list(added), "plain_vs_patched": _diff(plain, patched), "plain_again": _diff(plain, plain_again),
-            "patched_vs_by_hand": _diff(patched, by_hand), "scale": float(plain.abs().max())}
+            "patched_vs_by_hand": _diff(patched, by_hand), "scale": float(plain.abs().max()),
+            "lora_loader_keys": sorted(lora_mp.patches), "plain_vs_lora_loader": _diff(plain, lora),
+            "lora_loader_vs_by_hand": _diff(lora, lora_by_hand)}
 
 
 @check

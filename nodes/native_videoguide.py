@@ -5,9 +5,11 @@ SAMPLER: the main MODEL and its conditioning come through the GUIDER as usual (i
 side runs at CFG scale 1), the guide MODEL comes with its own positive / negative and CFG on this node.
 
 Inside the run (:func:`..models.native.native_sampler`), the guide gets a ``comfy.samplers.CFGGuider`` of its own,
-prepared as ComfyUI prepares a guider (hooks, ``sampler_helpers.prepare_sampling`` → ``load_models_gpu``,
-``pre_run``, ``process_conds`` for the run's latent) and wrapped in a :class:`..models.native.NativeDenoiser`; it is
-released (``ModelPatcher.cleanup`` and ``sampler_helpers.cleanup_models``) as soon as the guided steps are done.
+prepared as ComfyUI prepares a guider (hooks, then inside the guide's own ``OUTER_SAMPLE`` wrappers — where
+AnimateDiff-Evolved sets up its motion models — ``sampler_helpers.prepare_sampling`` → ``load_models_gpu``, ``pre_run``,
+``process_conds`` for the run's latent; :class:`..models.native.SecondGuider`, which the rest of the loop runs inside)
+and wrapped in a :class:`..models.native.NativeDenoiser`; it is released (``ModelPatcher.cleanup`` and
+``sampler_helpers.cleanup_models``) as soon as the guided steps are done.
 
 The loop is :mod:`..samplers.videoguide`'s — its x0 blend (:func:`guided_x0_blend`, the guide's sub-grids
 :func:`guide_levels`) and its low-pass re-noise hook (:func:`lowpass_renoise`) — over a base step written in

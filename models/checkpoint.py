@@ -94,6 +94,19 @@ def read_state_dict(path: str, skip: Iterable[str] = (), nested: bool = False) -
     return out
 
 
+def read_metadata(path: str) -> dict[str, str]:
+    """A safetensors file's metadata (the pack's trainers keep their network configs and latent normalisation there);
+    {} for other files or none."""
+    if not path.lower().endswith(SAFE_EXTS):
+        return {}
+    from safetensors import safe_open
+    try:
+        with safe_open(path, "pt") as f:
+            return dict(f.metadata() or {})
+    except Exception:
+        return {}               # read_state_dict raises the clear error
+
+
 def read_shapes(path: str) -> dict[str, tuple]:
     """Key → shape of a checkpoint file; for safetensors from the header alone (no tensor is read)."""
     if path.lower().endswith(SAFE_EXTS):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import host
 from ..models.checkpoint import MODEL_EXTS, CheckpointError
 from ..models.loaders import ATTENTIONS, PRECISIONS, LoadOptionError
-from ..models.lvdm.model import CUSTOM, LVDM_FOLDER, PRESETS, WEIGHTS, load_lvdm
+from ..models.lvdm.model import CUSTOM, FROM_FILE, LVDM_FOLDER, PRESETS, WEIGHTS, load_lvdm
 from ..models.tiny import TINY_LVDM_FAMILIES, tiny_lvdm
 from ..samplers.sampling import SAMPLERS, eta_for, sample
 from .common import (CATEGORY_ROOT, UNCONDITIONAL, VIDEO_MODEL, CVKInputError, check_file_name, check_model,
@@ -56,10 +56,11 @@ class CVK_LVDMLoader:
             "ae": (ae_choices(), {"default": NONE, "tooltip": (
                 f"A separate video AE (ae_*.ckpt from models/{LVDM_FOLDER}) replacing the one inside the checkpoint; "
                 f"'{NONE}': the checkpoint's own.")}),
-            "preset": (list(PRESETS) + [CUSTOM], {"default": "sky", "tooltip": (
+            "preset": (list(PRESETS) + [CUSTOM, FROM_FILE], {"default": "sky", "tooltip": (
                 f"The dataset whose latent normalisation z = scale·(z_raw + shift) the model was trained with. "
                 f"{presets}. The endoscopy presets (col, kvasir, cholec) use the sky values, as the fork's configs "
-                f"do. '{CUSTOM}': scale and shift below, for your own AE.")}),
+                f"do. '{CUSTOM}': scale and shift below, for your own AE. '{FROM_FILE}': the values a model trained "
+                f"with the pack's trainer carries (computed on its training data).")}),
             "scale": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 100.0, "step": 0.0001, "tooltip": (
                 f"Latent scale for preset '{CUSTOM}' (> 0; a trained AE's 1/std of its shifted latents). Leave 0 with "
                 f"the named presets.")}),
@@ -81,6 +82,9 @@ class CVK_LVDMLoader:
         if preset == CUSTOM and not scale > 0:
             raise CVKInputError(node, "scale", scale, f"a scale > 0 with preset '{CUSTOM}'")
         tiny = model_name[:-len(UNTRAINED)] if model_name.endswith(UNTRAINED) else None
+        if tiny in TINY_LVDM_FAMILIES and preset == FROM_FILE:
+            raise CVKInputError(node, "preset", preset, "a named preset or 'custom' for the tiny demo (it comes from no "
+                                                        "file)")
         if tiny in TINY_LVDM_FAMILIES:
             for field, value, ok in (("ae", ae, NONE), ("weights", weights, "ema"), ("precision", precision, "auto"),
                                      ("attention", attention, "sdpa")):

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ import torch
 
 from ... import host
 from ..bundle import ScheduleDefaults, VideoModel
-from ..checkpoint import (CheckpointError, empty_params, file_role, load_into, match_state_dict, read_shapes,
-                          read_state_dict)
+from ..checkpoint import (CheckpointError, empty_params, file_role, load_into, match_state_dict, read_metadata,
+                          read_shapes, read_state_dict)
 from ..loaders import CONFIG_ROOT, LoadOptionError, _precision, read_json
 from ..vae import VideoAE3D
 
@@ -64,6 +65,11 @@ PRESETS = {
     "cholec": Preset(0.33422927, 1.4606637, 128, "CholecT45 (endoscopy fork; the sky values its config uses)"),
 }
 CUSTOM = "custom"
+FROM_FILE = "from the file"      # a checkpoint of the pack's trainer carries its own (training/tasks.py)
+#: safetensors metadata the pack's trainer writes (training/tasks.py): family, network configs (JSON), the latent
+#: normalisation computed on the training data, the frame size, the step
+META_FAMILY, META_UNET, META_AE, META_SCALE, META_SHIFT, META_SIZE, META_STEP = (
+    "cvk_family", "cvk_unet_config", "cvk_ae_config", "cvk_scale", "cvk_shift", "cvk_size", "cvk_step")
 
 
 def ldm_alphas_cumprod(linear_start: float = 0.0015, linear_end: float = 0.0155, timesteps: int = 1000
@@ -142,18 +148,29 @@ def _ae_tensors(sd: dict, prefix: str) -> dict:
     return out
 
 
-def build_unet(family: str, config_root: str = CONFIG_ROOT) -> torch.nn.Module:
-    """The UNet of ``family`` from its shipped config, parameters on the meta device."""
+def build_unet(family: str, config_root: str = CONFIG_ROOT, config: Optional[dict] = None) -> torch.nn.Module:
+    """The UNet of ``family`` from its shipped config (or ``config``, a trained file's), parameters on the meta
+    device."""
     from .unet3d import build_unet as from_config
     with empty_params():
-        return from_config(read_json(os.path.join(config_root, "lvdm", FAMILIES[family])))
+        return from_config(config if config is not None else read_json(os.path.join(config_root, "lvdm",
+                                                                                     FAMILIES[family])))
 
 
-def build_ae(config_root: str = CONFIG_ROOT) -> torch.nn.Module:
+def build_ae(config_root: str = CONFIG_ROOT, config: Optional[dict] = None) -> torch.nn.Module:
     from .autoencoder3d import VideoAutoencoderKL
-    cfg = read_json(os.path.join(config_root, "lvdm", "videoae.json"))
+    cfg = config if config is not None else read_json(os.path.join(config_root, "lvdm", "videoae.json"))
     with empty_params():
         return VideoAutoencoderKL(cfg["ddconfig"], cfg["embed_dim"])
+
+
+def file_normalisation(meta: dict, name: str) -> Preset:
+    """The latent normalisation a trained file carries (preset 'from the file')."""
+    if META_SCALE not in meta or META_SHIFT not in meta:
+        raise CheckpointError(f"'{name}' carries no latent normalisation (only the pack's trainer writes one): choose "
+                              f"a named preset, or '{CUSTOM}' with the scale and shift of its AE")
+    return Preset(float(meta[META_SCALE]), float(meta[META_SHIFT]), int(meta.get(META_SIZE, 256)),
+                  "computed on the training data")
 
 
 def resolve_normalisation(preset: str, scale: Optional[float] = None, shift: Optional[float] = None) -> Preset:
@@ -175,14 +192,17 @@ def load_lvdm(path: str, ae_path: Optional[str] = None, preset: str = "sky", sca
     ``weights='ema'``, EMA when ``'raw'`` —, ``model_ema.decay``/``num_updates``, the schedule buffers, the AE's
     aliases and ``loss.*``)."""
     name = os.path.basename(path)
-    norm = resolve_normalisation(preset, scale, shift)
+    meta = read_metadata(path)
+    norm = file_normalisation(meta, name) if preset == FROM_FILE else resolve_normalisation(preset, scale, shift)
     device, prec = _precision(precision, device)
-    family = detect_family(read_shapes(path), name)
+    family = meta.get(META_FAMILY) or detect_family(read_shapes(path), name)
+    if family not in FAMILIES:
+        raise CheckpointError(f"'{name}': its metadata names family {family!r}; expected one of {tuple(FAMILIES)}")
     skip = [r"^model_ema\."] if weights == "raw" else [r"^model\.diffusion_model\."]
     if ae_path is not None:
         skip.append("^" + re.escape(AE_PREFIX))
     sd = read_state_dict(path, skip=skip)
-    unet = build_unet(family, config_root)
+    unet = build_unet(family, config_root, json.loads(meta[META_UNET]) if META_UNET in meta else None)
     unet_sd = _unet_tensors(sd, weights, list(unet.state_dict()), name)
     load_into(unet, match_state_dict(unet, unet_sd, f"'{name}' UNet ({weights} weights)"), prec.unet)
     stray = sorted(k for k in sd if not k.startswith((UNET_PREFIX, EMA_PREFIX, AE_PREFIX)) and k not in SCHEDULE_BUFFERS)
@@ -199,7 +219,8 @@ def load_lvdm(path: str, ae_path: Optional[str] = None, preset: str = "sky", sca
                 raise CheckpointError(f"'{ae_name}' is a whole LVDM model, not an AE file: choose it as the model")
         else:
             ae_name, ae_sd, ae_prefix = name, sd, AE_PREFIX
-        ae = build_ae(config_root)
+        ae_meta = read_metadata(ae_path) if ae_path is not None else meta
+        ae = build_ae(config_root, json.loads(ae_meta[META_AE]) if META_AE in ae_meta else None)
         load_into(ae, match_state_dict(ae, _ae_tensors(ae_sd, ae_prefix), f"'{ae_name}' video autoencoder",
                                        ignore_file=AE_IGNORED), prec.vae)
     set_attention(unet, attention, device)

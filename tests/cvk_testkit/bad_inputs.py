@@ -439,6 +439,8 @@ CASES = [
          "'not_an_lvdm.ckpt' could not be read"),
     Case("lvdm-custom-without-scale", lvdm(loader={"preset": "custom"}), "node", "CVK_LVDMLoader", "scale",
          "expected a scale > 0 with preset 'custom'"),
+    Case("lvdm-demo-from-the-file", lvdm(loader={"preset": "from the file"}), "node", "CVK_LVDMLoader", "preset",
+         "a named preset or 'custom' for the tiny demo"),
     Case("lvdm-scale-with-named-preset", lvdm(loader={"scale": 0.5}), "node", "CVK_LVDMLoader", "preset",
          "expected 'custom' to use your own scale and shift"),
     Case("lvdm-demo-with-ae", lvdm(loader={"ae": BAD_LVDM}), "node", "CVK_LVDMLoader", "ae",

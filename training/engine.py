@@ -1,0 +1,276 @@
+"""The training loop: one process on CPU or GPU, or several under ``torchrun`` / ``accelerate launch``.
+
+``accelerate`` places the models, runs autocast and the fp16 gradient scaler, and starts the process group from the
+launcher's environment (gloo on CPU, NCCL on GPUs). The gradients are averaged over processes by hand after each
+backward pass (:func:`all_reduce_grads`), so a loss may be any function of the modules (the AE's adaptive weight takes
+``autograd.grad`` of its last layer) and a step sees the gradient of the global batch's mean loss, as one process
+with the whole batch would.
+
+A step's samples and their random draws depend on (seed, step, global sample index) only (:mod:`.draws`,
+:func:`.data.batch_at`): one process with batch 2B, two with B each, and a run resumed from a checkpoint compute
+the same thing. The global batch of a step is ``batch`` samples, split over ``world`` processes and ``accumulate``
+micro-batches; micro-batch ``m`` of process ``r`` holds the global indices ``m·batch/accumulate + r·b … + b − 1``.
+
+Checkpoints (``<out>/train_state.pt``, written atomically every ``save_every`` steps and at the end) hold every
+model, optimizer, EMA and scaler state, the step and the RNG states; a run started again with the same ``--out``
+resumes from it. Each save also exports the loader-ready file (``<out>/<name>.safetensors``, see the task's
+``export``) that the pack's Load LVDM Model reads as it is.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import torch
+
+from .draws import StepDraws
+
+STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class TrainConfig:
+    """One run. ``batch``: samples per optimizer step over all processes and micro-batches."""
+    recipe: str
+    data: str
+    out: str
+    steps: int = 1000
+    batch: int = 8
+    accumulate: int = 1
+    lr: float = 1e-4
+    seed: int = 0
+    mixed_precision: str = "no"          # "no", "fp16", "bf16"
+    save_every: int = 1000
+    preview_every: int = 0               # 0: no previews
+    log_every: int = 10
+    size: int = 256
+    frames: int = 16
+    sample_every: int = 1
+    hflip: bool = False
+    random_crop: bool = False
+    network: str = "official"            # "official" (the released architecture) or "tiny" (tests, walk-through)
+    ae: Optional[str] = None             # diffusion recipes: the trained AE file
+    normalisation_clips: int = 64        # clips encoded to compute the latent's shift and scale
+    ema_decay: float = 0.9999
+    extra: dict = field(default_factory=dict)   # the task's own settings (loss weights, masks, …)
+
+    @classmethod
+    def from_file(cls, path: str, **overrides) -> "TrainConfig":
+        with open(path) as f:
+            raw = json.load(f)
+        raw = {k: v for k, v in raw.items() if not k.startswith("_")}
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"recipe '{path}': unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**raw)
+
+
+class EMA:
+    """LitEma (LDM's ``ldm/modules/ema.py``): shadow ← shadow − (1 − d)·(shadow − θ) with
+    d = min(decay, (1 + n)/(10 + n)) after n updates, over the trainable parameters."""
+
+    def __init__(self, module: torch.nn.Module, decay: float = 0.9999):
+        self.decay = float(decay)
+        self.num_updates = 0
+        self.shadow = {k: p.detach().clone().float() for k, p in module.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        self.num_updates += 1
+        d = min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+        for k, p in module.named_parameters():
+            if k in self.shadow:
+                self.shadow[k].sub_((1.0 - d) * (self.shadow[k] - p.detach().float()))
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "num_updates": self.num_updates, "shadow": self.shadow}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.decay, self.num_updates = float(sd["decay"]), int(sd["num_updates"])
+        self.shadow = {k: v.clone() for k, v in sd["shadow"].items()}
+
+
+def all_reduce_grads(params, world: int) -> None:
+    """Average the gradients over the processes (nothing with one)."""
+    if world <= 1:
+        return
+    import torch.distributed as dist
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad.div_(world)
+
+
+def all_reduce_mean(t: torch.Tensor, world: int) -> torch.Tensor:
+    """The mean of ``t`` over the processes (``t`` itself with one)."""
+    if world <= 1:
+        return t
+    import torch.distributed as dist
+    t = t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t / world
+
+
+class Task:
+    """What a recipe trains. The engine calls :meth:`build` once; each step, for each optimizer in
+    :attr:`optimizers` order, :meth:`loss` on every micro-batch (backward each), the gradient averaging and the
+    update; :meth:`after_step` once per step (EMA); :meth:`export` at each save."""
+    name = "task"
+
+    def build(self, cfg: TrainConfig, device: torch.device, world: int, dataset=None) -> None:
+        raise NotImplementedError
+
+    #: {optimizer name: module whose parameters it updates}, in update order
+    optimizers: dict
+
+    def loss(self, name: str, video: torch.Tensor, draws: StepDraws, step: int) -> tuple:
+        """(loss, logs) of optimizer ``name`` on one micro-batch; a loss of None skips that optimizer's update. The
+        loss must not put gradients on another optimizer's parameters."""
+        raise NotImplementedError
+
+    def after_step(self, step: int) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        raise NotImplementedError
+
+    def load_state_dict(self, sd: dict) -> None:
+        raise NotImplementedError
+
+    def export(self, out: str, step: int) -> str:
+        raise NotImplementedError
+
+    def preview(self, out: str, step: int, video: torch.Tensor) -> Optional[str]:
+        return None
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_state(path: str, payload: dict) -> None:
+    tmp = path + ".part"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callable[[str], None] = print,
+          stop_after: Optional[int] = None) -> dict:
+    """Run ``cfg`` (resuming from ``<out>/train_state.pt`` when there). ``batch_fn(dataset, step, global_batch,
+    rank, world, seed, micro, accumulate)`` → (video on the CPU, global indices). ``stop_after``: stop (without
+    saving) after this many steps of this call — tests interrupt a run with it. Returns the history of logged
+    losses ``{step: {name: value}}`` of the steps this call ran."""
+    from accelerate import Accelerator
+    accel = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    rank, world, device = accel.process_index, accel.num_processes, accel.device
+    if cfg.batch % (world * cfg.accumulate):
+        raise ValueError(f"batch {cfg.batch} must be divisible by processes × accumulate = {world} × {cfg.accumulate}")
+    per = cfg.batch // (world * cfg.accumulate)
+    os.makedirs(cfg.out, exist_ok=True)
+    task.build(cfg, device, world, dataset)
+    params = {name: [p for p in module.parameters() if p.requires_grad] for name, module in task.optimizers.items()}
+    opts = {name: torch.optim.AdamW(ps, lr=cfg.lr, weight_decay=0.0) if cfg.extra.get("adamw") else
+            torch.optim.Adam(ps, lr=cfg.lr, betas=tuple(cfg.extra.get("betas", (0.9, 0.999))))
+            for name, ps in params.items()}
+    scaler = torch.amp.GradScaler(device.type) if cfg.mixed_precision == "fp16" else None
+    start = 0
+    state_path = os.path.join(cfg.out, STATE_FILE)
+    if os.path.exists(state_path):
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        if st["config"]["recipe"] != cfg.recipe:
+            raise ValueError(f"'{cfg.out}' holds a '{st['config']['recipe']}' run; choose another --out for "
+                             f"'{cfg.recipe}'")
+        task.load_state_dict(st["task"])
+        for name, opt in opts.items():
+            opt.load_state_dict(st["optimizers"][name])
+        if scaler is not None and st.get("scaler") is not None:
+            scaler.load_state_dict(st["scaler"])
+        _set_rng_state(st["rng"][rank] if rank < len(st["rng"]) else st["rng"][0])
+        start = int(st["step"])
+        log(f"resumed '{cfg.out}' at step {start}")
+    history = {}
+    ran = 0
+    t0 = time.perf_counter()
+    step = start
+    for step in range(start, cfg.steps):
+        if stop_after is not None and ran >= stop_after:
+            return history
+        micro_batches = [batch_fn(dataset, step, cfg.batch, rank, world, cfg.seed, m, cfg.accumulate)
+                         for m in range(cfg.accumulate)]
+        logs_sum: dict = {}
+        for name, opt in opts.items():          # as Lightning's automatic optimisation: one optimizer after another,
+            opt.zero_grad(set_to_none=True)     # each on its own forward pass (the later ones see the updated models)
+            stepped = False
+            for video, indices in micro_batches:
+                draws = StepDraws(cfg.seed, step, indices)
+                with accel.autocast():
+                    loss, logs = task.loss(name, video.to(device), draws, step)
+                if loss is None:
+                    continue
+                loss = loss / cfg.accumulate
+                (scaler.scale(loss) if scaler is not None else loss).backward()
+                stepped = True
+                for k, v in logs.items():
+                    logs_sum[k] = logs_sum.get(k, 0.0) + float(v) / cfg.accumulate
+            if not stepped:
+                continue
+            all_reduce_grads(params[name], world)
+            if scaler is not None:
+                scaler.step(opt)
+            else:
+                opt.step()
+        if scaler is not None:
+            scaler.update()
+        task.after_step(step)
+        reduced = {k: float(all_reduce_mean(torch.tensor(v, device=device), world)) for k, v in logs_sum.items()}
+        history[step] = reduced
+        ran += 1
+        done = step + 1
+        if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
+            rate = ran / max(time.perf_counter() - t0, 1e-9)
+            log(f"step {done}/{cfg.steps}  " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(reduced.items()))
+                + f"  ({rate:.2f} steps/s)")
+        if rank == 0 and cfg.preview_every and done % cfg.preview_every == 0:
+            path = task.preview(cfg.out, done, micro_batches[0][0][:1].to(device))
+            if path:
+                log(f"preview: {path}")
+        if done % cfg.save_every == 0 or done == cfg.steps:
+            rngs = [None] * world
+            if world > 1:
+                import torch.distributed as dist
+                dist.all_gather_object(rngs, _rng_state())
+            else:
+                rngs = [_rng_state()]
+            if rank == 0:
+                save_state(state_path, {"config": asdict(cfg), "step": done, "task": task.state_dict(),
+                                        "optimizers": {n: o.state_dict() for n, o in opts.items()},
+                                        "scaler": scaler.state_dict() if scaler is not None else None, "rng": rngs})
+                exported = task.export(cfg.out, done)
+                log(f"saved step {done}: {state_path}, {exported}")
+    return history
+
+
+def losses_fall(history: dict, key: str, window: int = 20) -> tuple[float, float]:
+    """Mean of ``key`` over the first and the last ``window`` logged steps."""
+    vals = [h[key] for _, h in sorted(history.items()) if key in h]
+    w = max(1, min(window, len(vals) // 2))
+    return sum(vals[:w]) / w, sum(vals[-w:]) / w
+
+
+def isfinite(x: float) -> bool:
+    return math.isfinite(x)

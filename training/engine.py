@@ -150,6 +150,18 @@ class Task:
         return None
 
 
+def make_optimizer(params, lr: float, spec: dict) -> torch.optim.Optimizer:
+    """``spec``: ``kind`` adamw (LDM's diffusion models: torch's defaults, weight decay 0.01) or adam (the AE and its
+    discriminator: betas (0.5, 0.9)), optional ``betas`` and ``weight_decay``."""
+    kind = spec.get("kind", "adamw")
+    betas = tuple(spec.get("betas", (0.9, 0.999)))
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=spec.get("weight_decay", 0.01))
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=spec.get("weight_decay", 0.0))
+    raise ValueError(f"optimizer kind must be adamw or adam, got {kind!r}")
+
+
 def _rng_state() -> dict:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -184,9 +196,7 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
     os.makedirs(cfg.out, exist_ok=True)
     task.build(cfg, device, world, dataset)
     params = {name: [p for p in module.parameters() if p.requires_grad] for name, module in task.optimizers.items()}
-    opts = {name: torch.optim.AdamW(ps, lr=cfg.lr, weight_decay=0.0) if cfg.extra.get("adamw") else
-            torch.optim.Adam(ps, lr=cfg.lr, betas=tuple(cfg.extra.get("betas", (0.9, 0.999))))
-            for name, ps in params.items()}
+    opts = {name: make_optimizer(ps, cfg.lr, cfg.extra.get("optimizer", {})) for name, ps in params.items()}
     scaler = torch.amp.GradScaler(device.type) if cfg.mixed_precision == "fp16" else None
     start = 0
     state_path = os.path.join(cfg.out, STATE_FILE)

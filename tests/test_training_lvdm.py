@@ -53,14 +53,14 @@ def test_the_normalisation_is_computed_on_the_data(trained):
     latents of the same clips have mean 0 and std 1."""
     from consistent_video_kit.training.draws import StepDraws
     from consistent_video_kit.training.data import ClipDataset
-    from consistent_video_kit.training.tasks import (META_SCALE, META_SHIFT, load_trained_ae, posterior_sample,
-                                                      read_metadata)
+    from consistent_video_kit.training.autoencoder import sample_posterior
+    from consistent_video_kit.training.tasks import META_SCALE, META_SHIFT, load_trained_ae, read_metadata
     meta = read_metadata(trained["short"])
     scale, shift = float(meta[META_SCALE]), float(meta[META_SHIFT])
     ae = load_trained_ae(trained["ae"])
     ds = ClipDataset(trained["data"], 16, 64)
     with torch.no_grad():
-        z = torch.cat([posterior_sample(ae, ds[i][None], StepDraws(0, 0, [i]), "normalisation")
+        z = torch.cat([sample_posterior(*ae.encode(ds[i][None]), StepDraws(0, 0, [i]), "normalisation")
                        for i in range(len(ds))])
     zn = scale * (z + shift)
     assert float(zn.mean()) == pytest.approx(0.0, abs=1e-4) and float(zn.std()) == pytest.approx(1.0, rel=1e-4)

@@ -371,12 +371,19 @@ def make_optimizers(ae: nn.Module, disc: nn.Module, recipe: AERecipe, logvar: Op
             torch.optim.Adam(disc.parameters(), lr=recipe.lr, betas=tuple(recipe.betas)))
 
 
-def posterior_noise(mean: torch.Tensor, draws: StepDraws) -> torch.Tensor:
+def sample_posterior(mean: torch.Tensor, logvar: torch.Tensor, draws: StepDraws,
+                     purpose: str = POSTERIOR) -> torch.Tensor:
+    """LVDM's posterior sample ``mean + exp(logvar/2)·ε`` (``logvar`` as the AE's ``encode`` clamps it), ε of
+    ``mean``'s shape drawn per sample from ``draws`` (``purpose``). The one posterior sampler of the trainers."""
+    return mean + torch.exp(0.5 * logvar) * posterior_noise(mean, draws, purpose)
+
+
+def posterior_noise(mean: torch.Tensor, draws: StepDraws, purpose: str = POSTERIOR) -> torch.Tensor:
     """The posterior sample's ε, ``mean``'s shape, one draw per sample from ``draws`` (purpose ``"posterior"``)."""
     if len(draws.indices) != mean.shape[0]:
-        raise ValueError(f"generator_loss: the draws hold {len(draws.indices)} sample indices for a batch of "
+        raise ValueError(f"posterior sample: the draws hold {len(draws.indices)} sample indices for a batch of "
                          f"{mean.shape[0]}")
-    return draws.randn(POSTERIOR, mean.shape[1:]).to(mean.device, mean.dtype)
+    return draws.randn(purpose, mean.shape[1:]).to(mean.device, mean.dtype)
 
 
 def adaptive_weight(nll_loss: torch.Tensor, g_loss: torch.Tensor, layer: torch.Tensor,
@@ -407,7 +414,7 @@ def generator_loss(ae: nn.Module, disc: nn.Module, x: torch.Tensor, step: int, r
     if x.ndim != 5:
         raise ValueError(f"generator_loss: expected a video batch (B, C, T, H, W), got shape {tuple(x.shape)}")
     mean, post_logvar = ae.encode(x)
-    z = mean + torch.exp(0.5 * post_logvar) * posterior_noise(mean, draws)
+    z = sample_posterior(mean, post_logvar, draws)
     xrec = ae.decode(z)
     xf, rf = frames(x), frames(xrec)
     n = xf.shape[0]

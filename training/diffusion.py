@@ -155,10 +155,9 @@ def encode_latents(ae, video: torch.Tensor, scale: float, shift: float, draws: S
     with ``z_raw = mean + exp(logvar/2)·ε`` sampled from the posterior ``ae.encode(video) = (mean, logvar)``, ε from
     ``draws`` (purpose ``"posterior"``). No gradient (the AE is frozen, as ``get_input`` runs under no_grad)."""
     _check_batch(draws, video.shape[0], "encode_latents")
+    from .autoencoder import sample_posterior
     with torch.no_grad():
-        mean, logvar = ae.encode(video)
-        eps = draws.randn("posterior", mean.shape[1:]).to(device=mean.device, dtype=mean.dtype)
-        return scale * (mean + torch.exp(0.5 * logvar) * eps + shift)
+        return scale * (sample_posterior(*ae.encode(video), draws) + shift)
 
 
 def select_frames(z: torch.Tensor, recipe: DiffusionRecipe) -> torch.Tensor:

@@ -10,21 +10,20 @@ from typing import Optional
 
 import torch
 
-from ..models.checkpoint import match_state_dict, read_state_dict
+from ..models.checkpoint import match_state_dict, read_metadata, read_state_dict
 from ..models.loaders import read_json
 from ..models.lvdm.autoencoder3d import VideoAutoencoderKL
-from ..models.lvdm.model import (AE_PREFIX, CONFIG_ROOT, EMA_PREFIX, FAMILIES, UNET_PREFIX, _ae_tensors, ema_key,
+from ..models.lvdm.model import (AE_PREFIX, CONFIG_ROOT, EMA_PREFIX, FAMILIES, META_AE, META_FAMILY, META_SCALE,
+                                 META_SHIFT, META_SIZE, META_STEP, META_UNET, UNET_PREFIX, _ae_tensors, ema_key,
                                  ldm_alphas_cumprod)
 from ..models.lvdm.unet3d import build_unet
 from ..models.tiny import TINY_LVDM_FAMILIES, TINY_LVDM_UNET, TINY_VIDEOAE
+from .autoencoder import sample_posterior
 from .draws import StepDraws
 from .engine import EMA, Task, TrainConfig
 
 FAMILY = {"short": "lvdm-short", "pred": "lvdm-pred", "interp": "lvdm-interp"}
 TINY_NAME = {"short": "tiny-lvdm", "pred": "tiny-lvdm-pred", "interp": "tiny-lvdm-interp"}
-#: safetensors metadata keys of an exported file (strings)
-META_FAMILY, META_UNET, META_AE, META_SCALE, META_SHIFT, META_STEP = (
-    "cvk_family", "cvk_unet_config", "cvk_ae_config", "cvk_scale", "cvk_shift", "cvk_step")
 
 
 def unet_config(kind: str, network: str) -> dict:
@@ -66,15 +65,6 @@ def save_safetensors(path: str, tensors: dict, metadata: dict) -> str:
     return path
 
 
-def read_metadata(path: str) -> dict:
-    """The safetensors metadata of a file ({} for other files or none)."""
-    if not path.lower().endswith(".safetensors"):
-        return {}
-    from safetensors import safe_open
-    with safe_open(path, "pt") as f:
-        return dict(f.metadata() or {})
-
-
 def load_trained_ae(path: str) -> VideoAutoencoderKL:
     """An AE file: this trainer's export (its config in the metadata) or a released ``ae_*.ckpt`` (the shipped
     config); loaded strictly, the alias weights dropped."""
@@ -88,14 +78,6 @@ def load_trained_ae(path: str) -> VideoAutoencoderKL:
     return ae
 
 
-def posterior_sample(ae: VideoAutoencoderKL, x: torch.Tensor, draws: StepDraws, purpose: str) -> torch.Tensor:
-    """A sample of the AE's posterior for video ``x`` ``(B, 3, F, H, W)``: ``mean + exp(logvar/2)·ε`` with logvar
-    clamped to [−30, 20] as LDM's ``DiagonalGaussianDistribution``, ε from ``draws`` (``purpose``), per sample."""
-    mean, logvar = ae.encode(x)
-    eps = draws.randn(purpose, mean.shape[1:]).to(device=mean.device, dtype=mean.dtype)
-    return mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * eps
-
-
 def latent_normalisation(ae: VideoAutoencoderKL, dataset, clips: int, seed: int, device) -> tuple[float, float]:
     """shift = −mean(z_raw), scale = 1/std(z_raw + shift) over posterior samples of the first ``clips`` clips
     (noise from :class:`.draws.StepDraws`, purpose "normalisation")."""
@@ -104,7 +86,7 @@ def latent_normalisation(ae: VideoAutoencoderKL, dataset, clips: int, seed: int,
     with torch.no_grad():
         for i in range(n):
             x = dataset.get(i, None)[None].to(device)
-            zs.append(posterior_sample(ae, x, StepDraws(seed, 0, [i]), "normalisation").float().cpu())
+            zs.append(sample_posterior(*ae.encode(x), StepDraws(seed, 0, [i]), "normalisation").float().cpu())
     z = torch.cat(zs)
     shift = -float(z.mean())
     scale = 1.0 / float((z + shift).std())
@@ -197,7 +179,7 @@ class DiffusionTask(Task):
         t["alphas_cumprod"] = self.alphas.to(torch.float32)
         meta = {META_FAMILY: FAMILY[self.kind], META_UNET: json.dumps(_public(self.unet_cfg)),
                 META_AE: json.dumps(self.ae.config), META_SCALE: repr(self.scale), META_SHIFT: repr(self.shift),
-                META_STEP: step}
+                META_SIZE: self.cfg.size, META_STEP: step}
         return save_safetensors(os.path.join(out, f"{self.kind}.safetensors"), t, meta)
 
 
@@ -231,7 +213,7 @@ class AETask(Task):
         if not gan_active(step, self.recipe):   # the official discriminator loss is a constant 0 before its start
             return None, {}
         with torch.no_grad():        # Lightning's second pass: the AE as the first optimizer left it, fresh noise
-            z = posterior_sample(self.ae, video, draws, "posterior/disc")
+            z = sample_posterior(*self.ae.encode(video), draws, "posterior/disc")
             xrec = self.ae.decode(z)
         loss, logs = discriminator_loss(self.disc, video, xrec, step, self.recipe)
         return loss, {"disc_loss": float(loss.detach()), **logs}

@@ -39,6 +39,12 @@ def main(argv=None) -> int:
     ap.add_argument("--save-every", type=int)
     ap.add_argument("--preview-every", type=int)
     ap.add_argument("--log-every", type=int)
+    ap.add_argument("--lpips", help="ae recipe: LPIPS weights for the perceptual loss (a released LVDM AE checkpoint, "
+                    "or LPIPS v0.1's vgg.pth with --vgg); without: no perceptual loss")
+    ap.add_argument("--vgg", help="with --lpips vgg.pth: torchvision's ImageNet vgg16 weights file")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="set any recipe setting by its dotted key, VALUE as JSON, e.g. --set extra.autoencoder."
+                    "disc_start=100 (repeatable)")
     ap.add_argument("--tiny", action="store_true", help="the tiny networks (tests, a first run on CPU)")
     ap.add_argument("--write-shapes", metavar="DIR", help="write the synthetic moving-shapes set to DIR and exit")
     args = ap.parse_args(argv)
@@ -55,7 +61,8 @@ def main(argv=None) -> int:
     run_recipe(args.recipe, data=args.data, out=args.out, ae=args.ae, steps=args.steps, batch=args.batch,
                accumulate=args.accumulate, lr=args.lr, size=args.size, seed=args.seed,
                mixed_precision=args.mixed_precision, save_every=args.save_every, preview_every=args.preview_every,
-               log_every=args.log_every, network="tiny" if args.tiny else None)
+               log_every=args.log_every, lpips=args.lpips, vgg=args.vgg, sets=args.set,
+               network="tiny" if args.tiny else None)
     return 0
 
 

@@ -39,6 +39,14 @@ def tiny_modelscope(pack):
     return tiny_model("tiny-modelscope")
 
 
+@pytest.fixture(scope="session")
+def tiny_trained(tmp_path_factory):
+    """The tiny LVDM training runs (``cvk_testkit.tiny_training``: the AE, short, pred and interp exports), trained
+    once per session (about 30 s at one thread) or found in ``$CVK_TRAINED_DIR`` (CI's training stage)."""
+    from cvk_testkit.tiny_training import trained_models
+    return trained_models(str(tmp_path_factory.mktemp("trained")))
+
+
 @pytest.fixture
 def comfy_dirs(tmp_path, monkeypatch):
     """Point the core-node stand-ins (SaveImage, PreviewImage, LoadImage) at fresh folders."""

@@ -207,6 +207,36 @@ def test_loader_lists_and_loads_files_from_comfyui_model_folders(server):
         assert len(run_prompt(base, tmp, prompt)) == 3
 
 
+def test_a_model_trained_here_samples_in_a_workflow(server, pack, tiny_trained):
+    """The short model of the tiny training run (scripts/train.py's path; CI's training stage), copied into
+    models/lvdm, is listed by Load LVDM Model and, with preset 'from the file' (configs and latent normalisation from
+    its metadata), samples a video: Unconditional Video → Decode Video → Create Video → Save Video."""
+    from consistent_video_kit.models.lvdm.model import FROM_FILE
+    from cvk_testkit.tiny_training import SIZE
+    base, tmp = server
+    name = "lvdm/cvk_trained_short.safetensors"                    # as the loader lists it
+    shutil.copy(tiny_trained["short"], tmp / "models" / name)
+    spec = _get(base, "/object_info/CVK_LVDMLoader")["CVK_LVDMLoader"]["input"]["required"]
+    assert name in spec["model_name"][0] and FROM_FILE in spec["preset"][0]
+    prompt = {
+        "1": {"class_type": "CVK_LVDMLoader", "inputs": {
+            "model_name": name, "ae": "none", "preset": FROM_FILE, "scale": 0.0, "shift": 0.0, "weights": "ema",
+            "precision": "auto", "attention": "sdpa"}},
+        "2": {"class_type": "CVK_UnconditionalVideo", "inputs": {
+            "model": ["1", 0], "seed": 3, "steps": 4, "sampler": "ddim", "eta": 1.0, "frames": 16, "width": SIZE,
+            "height": SIZE}},
+        "3": {"class_type": "CVK_DecodeVideo", "inputs": {
+            "model": ["1", 0], "latent": ["2", 0], "frames_per_batch": 8, "window": 32, "overlap": 12,
+            "seams": "exact"}},
+        "4": {"class_type": "CreateVideo", "inputs": {"images": ["3", 0], "fps": 8, "bit_depth": 8}},
+        "5": {"class_type": "SaveVideo", "inputs": {"video": ["4", 0], "filename_prefix": "video/cvk_trained_short",
+                                                     "format": "mp4", "codec": "auto"}}}
+    saved = run_prompt(base, tmp, prompt)
+    (video,) = [s for s in saved if s["filename"].endswith(".mp4")]
+    info = _probe_video(tmp / "output" / video["subfolder"] / video["filename"])
+    assert (info["frames"], info["width"], info["height"]) == (16, SIZE, SIZE), info
+
+
 def good_prompt(seed):
     """A small text-to-video that saves its frames: the server must still run it after any bad prompt."""
     graph = bi.t2v(seed=seed)

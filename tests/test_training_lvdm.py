@@ -3,20 +3,21 @@ interp models on its latents, each for a few steps through ``training.run.run_re
 their exports load in the pack's Load LVDM Model with preset 'from the file' and sample. The real-host workflow on
 the same files is in test_comfyui_host.py. CI runs the trainers in a stage of their own (.ci/run) and points
 ``CVK_TRAINED_DIR`` at the result; without it this module trains them itself (about a minute)."""
+import json
 import os
 
 import pytest
 import torch
 
 from cvk_testkit import load_pack
-from cvk_testkit.tiny_training import KINDS, STEPS, trained_models
+from cvk_testkit.tiny_training import DISC_START, KINDS, SIZE, STEPS
 
 load_pack()
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    return trained_models(str(tmp_path_factory.mktemp("trained")))
+def trained(tiny_trained):
+    return tiny_trained
 
 
 def test_each_trainer_writes_its_model_and_its_state(trained):
@@ -42,10 +43,10 @@ def test_trained_models_load_from_the_file_and_sample(trained):
         assert model.vae.shift == pytest.approx(float(meta[META_SHIFT]))
         raw = load_lvdm(trained[kind], preset=FROM_FILE, weights="raw", precision="fp32")
         assert any(not torch.equal(a, b) for a, b in zip(model.unet.parameters(), raw.unet.parameters()))
-        shape = model.latent_shape(16, 64, 64)
+        shape = model.latent_shape(16, SIZE, SIZE)
         z = sample(model.denoiser(), shape, model.sigmas(2), {}, None, 1.0, "cfg", 0.0, 0, torch.device("cpu"))
         frames = model.vae.decode(z)
-        assert frames.shape == (16, 64, 64, 3) and torch.isfinite(frames).all()
+        assert frames.shape == (16, SIZE, SIZE, 3) and torch.isfinite(frames).all()
 
 
 def test_the_normalisation_is_computed_on_the_data(trained):
@@ -58,7 +59,7 @@ def test_the_normalisation_is_computed_on_the_data(trained):
     meta = read_metadata(trained["short"])
     scale, shift = float(meta[META_SCALE]), float(meta[META_SHIFT])
     ae = load_trained_ae(trained["ae"])
-    ds = ClipDataset(trained["data"], 16, 64)
+    ds = ClipDataset(trained["data"], 16, SIZE)
     with torch.no_grad():
         z = torch.cat([sample_posterior(*ae.encode(ds[i][None]), StepDraws(0, 0, [i]), "normalisation")
                        for i in range(len(ds))])
@@ -71,3 +72,14 @@ def test_a_diffusion_recipe_without_an_autoencoder_is_refused(tmp_path, trained)
     with pytest.raises(ValueError, match="give the trained AE with --ae"):
         run_recipe("short", data=trained["data"], out=str(tmp_path / "x"), network="tiny", steps=1, batch=1,
                    accumulate=1, size=64, log=lambda s: None)
+
+
+def test_the_tiny_ae_run_trains_before_and_after_its_discriminator_starts(trained):
+    """The AE's losses.jsonl: no adaptive weight and no discriminator loss before DISC_START, both after."""
+    from consistent_video_kit.training.engine import LOSSES_FILE
+    with open(os.path.join(trained["root"], "ae", LOSSES_FILE)) as f:
+        steps = [json.loads(line) for line in f]
+    assert [s["step"] for s in steps] == list(range(1, STEPS + 1))
+    before, after = steps[:DISC_START], steps[DISC_START:]
+    assert all(s["d_weight"] == 0 and "disc_loss" not in s for s in before)
+    assert all(s["d_weight"] > 0 and s["disc_loss"] > 0 and s["disc_factor"] == 1 for s in after)

@@ -44,15 +44,21 @@ Where this differs from the official code, and why:
   decoder, quant_conv and post_quant_conv: it is never updated and stays at ``logvar_init`` (0). That is the
   default here (``AERecipe.learn_logvar = False``: a constant); with ``learn_logvar`` :func:`make_logvar` gives a
   parameter that :func:`make_optimizers` puts in the AE's optimizer.
-- The official discriminator update re-encodes the batch with a fresh posterior sample (Lightning calls
-  ``training_step`` once per optimizer); here it scores the x̂ the generator update returned (same distribution,
-  one AE forward fewer).
+- With several processes the official (Lightning DDP) computes the adaptive weight from each process's own
+  gradients and the discriminator's BatchNorm statistics from each process's own frames, so the number of GPUs
+  changes the training. Here both span every process's batch by default: the last layer's two gradients are averaged
+  over the processes before their norms, and the BatchNorms are :class:`SyncBatchNorm2d` (torch's SyncBatchNorm runs
+  on GPUs only); N processes with B samples each then compute what one process with N·B computes.
+  ``AERecipe.per_process_gan_statistics`` keeps the official per-process behaviour. (Gradient accumulation stays
+  per micro-batch, as Lightning's ``accumulate_grad_batches``.)
 
-The discriminator is taming's 2-D PatchGAN (``NLayerDiscriminator``) with **BatchNorm2d**: its training-mode outputs
-depend on the whole batch of frames. The official multi-GPU runs use plain BatchNorm (statistics per process); a
-multi-process engine converts it with ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` (the keys do not change) so
-that the number of processes does not change the statistics. The adaptive weight is a ratio of gradient norms over
-the batch this process holds; it is therefore not a per-sample quantity (the official computes it per process too).
+The discriminator update (the engine's second optimizer, :class:`~consistent_video_kit.training.tasks.AETask`)
+re-encodes the batch with a fresh posterior sample (purpose ``"posterior/disc"``), as Lightning's second
+``training_step`` call does, and passes that x̂ to :func:`discriminator_loss`.
+
+The discriminator is taming's 2-D PatchGAN (``NLayerDiscriminator``) with BatchNorm: its training-mode outputs
+depend on the whole batch of frames, and the adaptive weight is a ratio of gradient norms over the whole batch;
+neither is a per-sample quantity (see above for several processes).
 
 Only LPIPS needs weights that are not trained here: :func:`load_lpips` builds it in plain torch (no torchvision)
 from a released LVDM AE checkpoint (its ``loss.perceptual_loss.*`` tensors), a saved taming/LPIPS state dict, or
@@ -70,6 +76,7 @@ import torch.nn.functional as F
 
 from ..models.checkpoint import CheckpointError, match_state_dict, read_state_dict
 from .draws import StepDraws
+from .engine import process_mean, world_size
 
 DISC_LOSSES = ("hinge", "vanilla")
 POSTERIOR = "posterior"          # the StepDraws purpose of the posterior sample's noise
@@ -100,6 +107,7 @@ class AERecipe:
     lr: float = 3.6e-5
     betas: Tuple[float, float] = (0.5, 0.9)
     gan_before_start: bool = False  # True: run the discriminator before disc_start too, as the official (logs only)
+    per_process_gan_statistics: bool = False  # True: d_weight and the BatchNorm statistics per process (official DDP)
 
     def __post_init__(self):
         if self.disc_loss not in DISC_LOSSES:
@@ -125,6 +133,39 @@ def gan_active(step: int, recipe: AERecipe) -> bool:
 
 # ---------------------------------------------------------------------- the discriminator
 
+class SyncBatchNorm2d(nn.BatchNorm2d):
+    """``BatchNorm2d`` whose training-mode statistics span every process's batch, on any device and backend (gloo
+    on CPU too; torch's ``SyncBatchNorm`` runs on GPUs only): the per-channel sums, then the centred squares, go
+    through ``torch.distributed.nn``'s differentiable ``all_reduce``. One process, eval mode or ``sync=False``:
+    ``BatchNorm2d`` itself. Same keys and running-statistics update (momentum, unbiased variance) as
+    ``BatchNorm2d`` on the processes' frames put together."""
+
+    def __init__(self, num_features: int, sync: bool = True, **kw):
+        super().__init__(num_features, **kw)
+        self.sync = sync
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.sync and self.training and world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+        c = x.shape[1]
+        flat = x.transpose(0, 1).reshape(c, -1)                                   # (C, N·H·W)
+        sums = all_reduce(torch.cat([flat.sum(1), flat.new_full((1,), flat.shape[1])]))
+        count = sums[-1]
+        mean = sums[:c] / count
+        var = all_reduce((flat - mean[:, None]).square().sum(1)) / count          # biased, for the normalisation
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                f = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), f)
+                unbiased = var.detach() * count / (count - 1).clamp(min=1)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), f)
+        shape = (1, c, 1, 1)
+        y = (x - mean.reshape(shape)) * torch.rsqrt(var.reshape(shape) + self.eps)
+        return y * self.weight.reshape(shape) + self.bias.reshape(shape) if self.affine else y
+
+
 class PatchDiscriminator(nn.Module):
     """taming's ``NLayerDiscriminator`` (pix2pix PatchGAN) as LPIPSWithDiscriminator builds it (``use_actnorm``
     False): conv k4 s2 → LeakyReLU(0.2), then ``n_layers − 1`` × {conv k4 s2 (no bias) → BatchNorm2d → LeakyReLU}, one
@@ -134,10 +175,10 @@ class PatchDiscriminator(nn.Module):
 
     Keys ``main.<i>.*`` as the released files' ``loss.discriminator.main.*`` (3 layers: convs 0, 2, 5, 8, 11,
     BatchNorms 3, 6, 9). Init as taming's ``weights_init``: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02)
-    and biases 0; conv biases keep PyTorch's default init. Uses BatchNorm2d: see the module docstring for
-    SyncBatchNorm."""
+    and biases 0; conv biases keep PyTorch's default init. The BatchNorms are :class:`SyncBatchNorm2d` (``sync``:
+    statistics over every process's frames; the module docstring says why)."""
 
-    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3):
+    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, sync: bool = True):
         super().__init__()
         self.n_layers = n_layers
         layers = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
@@ -145,14 +186,15 @@ class PatchDiscriminator(nn.Module):
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2 ** n, 8)
             layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride=2 if n < n_layers else 1, padding=1, bias=False),
-                       nn.BatchNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
+                       SyncBatchNorm2d(ndf * mult, sync), nn.LeakyReLU(0.2, True)]
         layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
         self.main = nn.Sequential(*layers)
         self.reset_parameters()
 
     @classmethod
     def from_recipe(cls, recipe: AERecipe) -> "PatchDiscriminator":
-        return cls(recipe.disc_in_channels, recipe.disc_ndf, recipe.disc_num_layers)
+        return cls(recipe.disc_in_channels, recipe.disc_ndf, recipe.disc_num_layers,
+                   sync=not recipe.per_process_gan_statistics)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -387,11 +429,14 @@ def posterior_noise(mean: torch.Tensor, draws: StepDraws, purpose: str = POSTERI
 
 
 def adaptive_weight(nll_loss: torch.Tensor, g_loss: torch.Tensor, layer: torch.Tensor,
-                    disc_weight: float) -> torch.Tensor:
+                    disc_weight: float, per_process: bool = False) -> torch.Tensor:
     """``disc_weight · clamp(‖∂nll/∂W‖ / (‖∂g/∂W‖ + 1e-4), 0, 1e4)``, detached (the official
-    ``calculate_adaptive_weight``); the graph is kept for the backward of the loss."""
+    ``calculate_adaptive_weight``); the graph is kept for the backward of the loss. With several processes the two
+    gradients are averaged over them first (the whole batch's gradients), unless ``per_process`` (the official DDP)."""
     nll_grad, = torch.autograd.grad(nll_loss, layer, retain_graph=True)
     g_grad, = torch.autograd.grad(g_loss, layer, retain_graph=True)
+    if not per_process:
+        nll_grad, g_grad = process_mean(nll_grad), process_mean(g_grad)
     ratio = torch.linalg.vector_norm(nll_grad) / (torch.linalg.vector_norm(g_grad) + GRAD_NORM_EPS)
     return ratio.clamp(0.0, D_WEIGHT_MAX).detach() * disc_weight
 
@@ -442,7 +487,8 @@ def generator_loss(ae: nn.Module, disc: nn.Module, x: torch.Tensor, step: int, r
     if gan_active(step, recipe):
         g_loss = -_frozen_call(disc, rf.contiguous()).mean()
         if torch.is_grad_enabled() and rf.requires_grad:
-            d_weight = adaptive_weight(nll_loss, g_loss, last_layer(ae), recipe.disc_weight)
+            d_weight = adaptive_weight(nll_loss, g_loss, last_layer(ae), recipe.disc_weight,
+                                       recipe.per_process_gan_statistics)
         loss = loss + d_weight * factor * g_loss
     logs = {"total_loss": loss.detach(), "logvar": logvar.detach(), "kl_loss": kl_loss.detach(),
             "nll_loss": nll_loss.detach(), "rec_loss": rec.detach().mean(), "d_weight": d_weight.detach(),

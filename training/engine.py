@@ -11,9 +11,9 @@ A step's samples and their random draws depend on (seed, step, global sample ind
 the same thing. The global batch of a step is ``batch`` samples, split over ``world`` processes and ``accumulate``
 micro-batches; micro-batch ``m`` of process ``r`` holds the global indices ``m·batch/accumulate + r·b … + b − 1``.
 
-Checkpoints (``<out>/train_state.pt``, written atomically every ``save_every`` steps and at the end) hold every
-model, optimizer, EMA and scaler state, the step and the RNG states; a run started again with the same ``--out``
-resumes from it. Each save also exports the loader-ready file (``<out>/<name>.safetensors``, see the task's
+Every step's losses (averaged over the processes) go to ``<out>/losses.jsonl``. Checkpoints
+(``<out>/train_state.pt``, written atomically every ``save_every`` steps and at the end) hold every model, optimizer,
+EMA and scaler state, the step and the RNG states; a run started again with the same ``--out`` resumes from it. Each save also exports the loader-ready file (``<out>/<name>.safetensors``, see the task's
 ``export``) that the pack's Load LVDM Model reads as it is.
 """
 from __future__ import annotations
@@ -30,6 +30,7 @@ import torch
 from .draws import StepDraws
 
 STATE_FILE = "train_state.pt"
+LOSSES_FILE = "losses.jsonl"     # one line per step: {"step": n (1-based), loss name: value, …}
 
 
 @dataclass
@@ -54,16 +55,36 @@ class TrainConfig:
     random_crop: bool = False
     network: str = "official"            # "official" (the released architecture) or "tiny" (tests, walk-through)
     ae: Optional[str] = None             # diffusion recipes: the trained AE file
+    lpips: Optional[str] = None          # the AE recipe: LPIPS weights (a released LVDM AE file, or LPIPS' vgg.pth …)
+    vgg: Optional[str] = None            # … with torchvision's vgg16 file); none: no perceptual loss
     normalisation_clips: int = 64        # clips encoded to compute the latent's shift and scale
     ema_decay: float = 0.9999
     extra: dict = field(default_factory=dict)   # the task's own settings (loss weights, masks, …)
 
     @classmethod
-    def from_file(cls, path: str, **overrides) -> "TrainConfig":
+    def from_file(cls, path: str, sets=(), **overrides) -> "TrainConfig":
+        """The recipe file, then ``overrides`` (fields; None: the file's), then ``sets``: ``"a.b.c=VALUE"`` strings
+        (``--set`` of scripts/train.py) that set a dotted key of the recipe, VALUE read as JSON (else a string),
+        e.g. ``extra.autoencoder.disc_start=100``."""
         with open(path) as f:
             raw = json.load(f)
         raw = {k: v for k, v in raw.items() if not k.startswith("_")}
         raw.update({k: v for k, v in overrides.items() if v is not None})
+        for item in sets:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. extra.autoencoder.disc_start=100")
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+            *parents, last = key.split(".")
+            node = raw
+            for part in parents:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ValueError(f"--set {item!r}: '{part}' is not a group of settings")
+            node[last] = value
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -107,12 +128,19 @@ def all_reduce_grads(params, world: int) -> None:
             p.grad.div_(world)
 
 
-def all_reduce_mean(t: torch.Tensor, world: int) -> torch.Tensor:
-    """The mean of ``t`` over the processes (``t`` itself with one)."""
-    if world <= 1:
+def world_size() -> int:
+    """The number of processes of the running process group (1 without one)."""
+    import torch.distributed as dist
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def process_mean(t: torch.Tensor) -> torch.Tensor:
+    """``t`` averaged over the processes (``t`` itself with one); not differentiable."""
+    world = world_size()
+    if world == 1:
         return t
     import torch.distributed as dist
-    t = t.clone()
+    t = t.detach().clone()
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t / world
 
@@ -123,7 +151,7 @@ class Task:
     update; :meth:`after_step` once per step (EMA); :meth:`export` at each save."""
     name = "task"
 
-    def build(self, cfg: TrainConfig, device: torch.device, world: int, dataset=None) -> None:
+    def build(self, cfg: TrainConfig, device: torch.device, world: int, dataset=None, log=None) -> None:
         raise NotImplementedError
 
     #: {optimizer name: module whose parameters it updates}, in update order
@@ -152,13 +180,14 @@ class Task:
 
 def make_optimizer(params, lr: float, spec: dict) -> torch.optim.Optimizer:
     """``spec``: ``kind`` adamw (LDM's diffusion models: torch's defaults, weight decay 0.01) or adam (the AE and its
-    discriminator: betas (0.5, 0.9)), optional ``betas`` and ``weight_decay``."""
+    discriminator: betas (0.5, 0.9)), optional ``betas``, ``weight_decay`` and ``eps`` (torch's 1e-8 by default)."""
     kind = spec.get("kind", "adamw")
     betas = tuple(spec.get("betas", (0.9, 0.999)))
+    eps = float(spec.get("eps", 1e-8))
     if kind == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=spec.get("weight_decay", 0.01))
+        return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=spec.get("weight_decay", 0.01))
     if kind == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=spec.get("weight_decay", 0.0))
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=spec.get("weight_decay", 0.0))
     raise ValueError(f"optimizer kind must be adamw or adam, got {kind!r}")
 
 
@@ -191,10 +220,11 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
     accel = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     rank, world, device = accel.process_index, accel.num_processes, accel.device
     if cfg.batch % (world * cfg.accumulate):
-        raise ValueError(f"batch {cfg.batch} must be divisible by processes × accumulate = {world} × {cfg.accumulate}")
+        raise ValueError(f"batch {cfg.batch} must be divisible by processes × accumulate = {world} × {cfg.accumulate} "
+                         f"(set --batch or --accumulate)")
     per = cfg.batch // (world * cfg.accumulate)
     os.makedirs(cfg.out, exist_ok=True)
-    task.build(cfg, device, world, dataset)
+    task.build(cfg, device, world, dataset, log=log if rank == 0 else None)
     params = {name: [p for p in module.parameters() if p.requires_grad] for name, module in task.optimizers.items()}
     opts = {name: make_optimizer(ps, cfg.lr, cfg.extra.get("optimizer", {})) for name, ps in params.items()}
     scaler = torch.amp.GradScaler(device.type) if cfg.mixed_precision == "fp16" else None
@@ -213,6 +243,14 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
         _set_rng_state(st["rng"][rank] if rank < len(st["rng"]) else st["rng"][0])
         start = int(st["step"])
         log(f"resumed '{cfg.out}' at step {start}")
+    losses_path = os.path.join(cfg.out, LOSSES_FILE)
+    if rank == 0:
+        keep = []
+        if start and os.path.exists(losses_path):              # drop the steps an interruption lost
+            with open(losses_path) as f:
+                keep = [line for line in f if line.strip() and json.loads(line)["step"] <= start]
+        with open(losses_path, "w") as f:
+            f.writelines(keep)
     history = {}
     ran = 0
     t0 = time.perf_counter()
@@ -247,10 +285,13 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
         if scaler is not None:
             scaler.update()
         task.after_step(step)
-        reduced = {k: float(all_reduce_mean(torch.tensor(v, device=device), world)) for k, v in logs_sum.items()}
+        reduced = {k: float(process_mean(torch.tensor(v, device=device))) for k, v in logs_sum.items()}
         history[step] = reduced
         ran += 1
         done = step + 1
+        if rank == 0:
+            with open(losses_path, "a") as f:
+                f.write(json.dumps({"step": done, **reduced}) + "\n")
         if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
             rate = ran / max(time.perf_counter() - t0, 1e-9)
             log(f"step {done}/{cfg.steps}  " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(reduced.items()))

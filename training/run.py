@@ -34,12 +34,13 @@ def build_dataset(cfg: TrainConfig):
                        hflip=cfg.hflip)
 
 
-def run_recipe(name: str, data: str, out: str, network: Optional[str] = None, log=print, stop_after=None,
+def run_recipe(name: str, data: str, out: str, network: Optional[str] = None, log=print, stop_after=None, sets=(),
                **overrides) -> dict:
     """Train recipe ``name`` on ``data`` into ``out`` (resuming there); ``overrides``: :class:`TrainConfig` fields
-    (None: the recipe's). Returns the losses of the steps run."""
+    (None: the recipe's); ``sets``: dotted ``KEY=VALUE`` settings (:meth:`TrainConfig.from_file`). Returns the
+    losses of the steps run."""
     from .tasks import make_task
-    cfg = TrainConfig.from_file(recipe_path(name), data=data, out=out, network=network, **overrides)
+    cfg = TrainConfig.from_file(recipe_path(name), sets=sets, data=data, out=out, network=network, **overrides)
     dataset = build_dataset(cfg)
     return train(cfg, make_task(cfg.recipe), dataset, micro_batch, log=log, stop_after=stop_after)
 

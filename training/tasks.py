@@ -102,7 +102,7 @@ class DiffusionTask(Task):
         self.kind = kind
         self.name = kind
 
-    def build(self, cfg: TrainConfig, device, world: int, dataset=None) -> None:
+    def build(self, cfg: TrainConfig, device, world: int, dataset=None, log=None) -> None:
         from .diffusion import DiffusionRecipe
         if not cfg.ae:
             raise ValueError(f"recipe '{cfg.recipe}' trains on an autoencoder's latents: give the trained AE with --ae "
@@ -187,7 +187,7 @@ class AETask(Task):
     """The 3-D AE with its loss's discriminator (and learnable log-variance if the loss has one)."""
     name = "ae"
 
-    def build(self, cfg: TrainConfig, device, world: int, dataset=None) -> None:
+    def build(self, cfg: TrainConfig, device, world: int, dataset=None, log=None) -> None:
         from .autoencoder import AERecipe, PatchDiscriminator
         self.cfg, self.device = cfg, device
         self.recipe = AERecipe(**cfg.extra.get("autoencoder", {}))
@@ -195,9 +195,15 @@ class AETask(Task):
         torch.manual_seed(cfg.seed)
         self.ae = VideoAutoencoderKL(self.ae_cfg["ddconfig"], self.ae_cfg["embed_dim"]).to(device)
         self.ae.config = self.ae_cfg
-        self.disc = PatchDiscriminator.from_recipe(self.recipe).to(device)
-        if world > 1:
-            self.disc = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.disc)
+        self.disc = PatchDiscriminator.from_recipe(self.recipe).to(device)     # BatchNorms synchronised over processes
+        self.perceptual = None
+        if cfg.lpips:
+            from .autoencoder import load_lpips
+            self.perceptual = load_lpips(cfg.lpips, cfg.vgg).to(device)
+        elif self.recipe.perceptual_weight > 0 and log is not None:
+            log(f"warning: no LPIPS weights given (--lpips): the AE trains without its perceptual loss (the recipe's "
+                f"perceptual_weight {self.recipe.perceptual_weight:g}); give a released LVDM AE checkpoint or "
+                f"LPIPS' vgg.pth with --vgg torchvision's vgg16 file")
         self.optimizers = {"ae": self.ae, "disc": self.disc}
 
     def loss(self, name, video, draws, step):
@@ -205,7 +211,8 @@ class AETask(Task):
         if name == "ae":
             self.disc.requires_grad_(False)
             try:
-                loss, _, logs = generator_loss(self.ae, self.disc, video, step, self.recipe, draws)
+                loss, _, logs = generator_loss(self.ae, self.disc, video, step, self.recipe, draws,
+                                                perceptual=self.perceptual)
             finally:
                 self.disc.requires_grad_(True)
             return loss, {"ae_loss": float(loss.detach()), **logs}

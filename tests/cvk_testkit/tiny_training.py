@@ -1,6 +1,7 @@
-"""The tiny LVDM training runs the tests (and CI's training stage) share: the moving-shapes set, then the AE, then the
-short, pred and interp models on its latents, ``STEPS`` steps each with the tiny networks, through the same
-``run_recipe`` scripts/train.py calls. ``CVK_TRAINED_DIR`` (CI: written by its training stage with
+"""The tiny LVDM training runs the tests (and CI's training stage) share: the moving-shapes set, then the AE (8-frame
+clips, its discriminator from step 10: both phases run), then the short, pred and interp models on its latents,
+``STEPS`` steps each with the tiny networks at ``SIZE`` pixels, through the same ``run_recipe`` scripts/train.py
+calls. ``CVK_TRAINED_DIR`` (CI: written by its training stage with
 ``python -m cvk_testkit.tiny_training DIR``) is reused when it holds them.
 
     python -m cvk_testkit.tiny_training DIR
@@ -15,8 +16,11 @@ from . import load_pack
 
 KINDS = ("short", "pred", "interp")
 STEPS = 20
-SETTINGS = dict(network="tiny", steps=STEPS, batch=2, accumulate=1, size=64, save_every=STEPS, log_every=STEPS,
+SIZE = 32
+DISC_START = 10
+SETTINGS = dict(network="tiny", steps=STEPS, batch=2, accumulate=1, size=SIZE, save_every=STEPS, log_every=STEPS // 2,
                 preview_every=STEPS)
+AE_SETTINGS = dict(frames=8, sets=[f"extra.autoencoder.disc_start={DISC_START}"])
 
 
 def trained_models(root: str, log=lambda s: None) -> dict:
@@ -34,7 +38,7 @@ def trained_models(root: str, log=lambda s: None) -> dict:
             continue
         t0 = time.perf_counter()
         run_recipe(kind, data=files["data"], out=os.path.join(root, kind), ae=None if kind == "ae" else files["ae"],
-                   log=log, **SETTINGS)
+                   log=log, **SETTINGS, **(AE_SETTINGS if kind == "ae" else {}))
         files["seconds"][kind] = time.perf_counter() - t0
     return files
 

@@ -24,7 +24,7 @@ def make(out: str, steps: int, batch: int, accumulate: int = 1, save_every: int 
     class ToyTask(Task):
         name = "toy"
 
-        def build(self, cfg, device, world, dataset=None):
+        def build(self, cfg, device, world, dataset=None, log=None):
             torch.manual_seed(cfg.seed)
             self.net = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3, padding=1), torch.nn.SiLU(),
                                            torch.nn.Conv3d(4, 3, 3, padding=1)).to(device)

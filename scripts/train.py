@@ -2,8 +2,8 @@
 
     python scripts/train.py <recipe> --data DIR --out DIR [--steps N] [--batch B] [--ae FILE] [--tiny] ...
 
-<recipe>: a name in training/recipes/ (ae, short, pred, interp, and the endoscopy presets ae_col, short_col, …) or a
-path to a recipe JSON. Runs unchanged under a multi-process launcher:
+<recipe>: a name in training/recipes/ (ae, short, pred, interp, and the endoscopy presets ae_endoscopy,
+short_endoscopy) or a path to a recipe JSON. Runs unchanged under a multi-process launcher:
 
     torchrun --nproc_per_node 2 scripts/train.py short --data DIR --out DIR            (CPU: gloo, GPUs: NCCL)
     accelerate launch --num_processes 2 scripts/train.py short --data DIR --out DIR
@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     ap.add_argument("--accumulate", type=int, help="micro-batches per step")
     ap.add_argument("--lr", type=float)
     ap.add_argument("--size", type=int, help="frame size (pixels, square)")
+    ap.add_argument("--frames", type=int, help="frames per clip (the recipe's: ae and short 16, pred 64, interp 20)")
     ap.add_argument("--seed", type=int)
     ap.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"))
     ap.add_argument("--save-every", type=int)
@@ -58,11 +59,15 @@ def main(argv=None) -> int:
         return 0
     if not (args.recipe and args.data and args.out):
         ap.error("a recipe, --data and --out are needed (or --write-shapes DIR)")
-    run_recipe(args.recipe, data=args.data, out=args.out, ae=args.ae, steps=args.steps, batch=args.batch,
-               accumulate=args.accumulate, lr=args.lr, size=args.size, seed=args.seed,
-               mixed_precision=args.mixed_precision, save_every=args.save_every, preview_every=args.preview_every,
-               log_every=args.log_every, lpips=args.lpips, vgg=args.vgg, sets=args.set,
-               network="tiny" if args.tiny else None)
+    try:
+        run_recipe(args.recipe, data=args.data, out=args.out, ae=args.ae, steps=args.steps, batch=args.batch,
+                   accumulate=args.accumulate, lr=args.lr, size=args.size, frames=args.frames, seed=args.seed,
+                   mixed_precision=args.mixed_precision, save_every=args.save_every,
+                   preview_every=args.preview_every, log_every=args.log_every, lpips=args.lpips, vgg=args.vgg,
+                   sets=args.set, network="tiny" if args.tiny else None)
+    except ValueError as e:               # bad data, settings or files: the message says what and where
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

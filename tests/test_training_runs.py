@@ -2,7 +2,6 @@
 resumed is the uninterrupted run bit for bit, and two processes under torchrun (gloo on CPU) are one process with the
 doubled batch — for the AE across its discriminator's start (synchronised BatchNorm, the adaptive weight from the
 whole batch's gradients) and for the short diffusion model (EMA, the data's latent normalisation)."""
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from cvk_testkit.tiny_training import SIZE
 
 load_pack()
 from consistent_video_kit.models.checkpoint import read_state_dict  # noqa: E402
-from consistent_video_kit.training.engine import LOSSES_FILE, STATE_FILE  # noqa: E402
+from consistent_video_kit.training.engine import STATE_FILE, read_losses  # noqa: E402
 from consistent_video_kit.training.run import run_recipe, write_shapes  # noqa: E402
 
 ADAM_EPS = 1e-3    # see test_two_processes_are_one_process_with_the_doubled_batch
@@ -30,11 +29,6 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ae_file(tiny_trained):
     return tiny_trained["ae"]
-
-
-def losses(out):
-    with open(os.path.join(out, LOSSES_FILE)) as f:
-        return {rec.pop("step"): rec for rec in map(json.loads, f)}
 
 
 def states(out):
@@ -66,7 +60,7 @@ def test_resume_is_the_uninterrupted_run(tmp_path, data, ae_file, kind):
     h_rest = run_recipe(kind, data=data, out=cut, **args)
     assert sorted(h_rest) == [2, 3]
     assert {**h_first, **h_rest} == h_whole
-    assert losses(cut) == losses(whole) and sorted(losses(whole)) == [1, 2, 3, 4]   # the lost step 3 dropped
+    assert read_losses(cut) == read_losses(whole) and sorted(read_losses(whole)) == [1, 2, 3, 4]   # the lost step 3 dropped
     if kind == "ae":
         assert h_whole[1]["d_weight"] == 0 and h_whole[2]["d_weight"] > 0 and "disc_loss" in h_whole[3]
     (s1, a), (s2, b) = states(whole), states(cut)
@@ -102,7 +96,7 @@ def test_two_processes_are_one_process_with_the_doubled_batch(tmp_path, data, ae
     one, two = str(tmp_path / "one"), str(tmp_path / "two")
     run_procs(one, 1, kind, data, ae_file)
     log = run_procs(two, 2, kind, data, ae_file)
-    h1, h2 = losses(one), losses(two)
+    h1, h2 = read_losses(one), read_losses(two)
     assert sorted(h1) == sorted(h2) == [1, 2, 3], log
     for s in h1:
         assert sorted(h1[s]) == sorted(h2[s])
@@ -136,3 +130,26 @@ def test_the_ae_recipe_takes_its_perceptual_loss_from_the_lpips_file(tmp_path, d
         assert len(warned) == (1 if lpips is None else 0), lines
     assert runs["with"][0]["nll_loss"] > runs["without"][0]["nll_loss"] + 1.0
     assert runs["with"][0]["kl_loss"] == runs["without"][0]["kl_loss"]        # same weights, same draws
+
+
+def test_the_launcher_refuses_bad_data_with_one_clear_line(tmp_path):
+    """scripts/train.py on an empty folder: exit status 2 and one line naming the folder, no traceback."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "short", "--data", str(empty),
+                        "--out", str(tmp_path / "out"), "--tiny", "--ae", "x.safetensors"],
+                       cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.startswith(f"train.py: error: no videos found under {empty}") and "Traceback" not in r.stderr
+
+
+def test_mixed_precision_bf16_runs_under_autocast(tmp_path, data, ae_file):
+    """--mixed-precision bf16 (accelerate's autocast, on CPU too): the same step's loss as float32 to bf16's
+    precision, not bit for bit (the network ran in bf16); the exported weights stay float32."""
+    args = dict(network="tiny", steps=1, batch=2, accumulate=1, size=SIZE, ae=ae_file, log=lambda s: None)
+    f32 = run_recipe("short", data=data, out=str(tmp_path / "f32"), **args)[0]["loss"]
+    bf16 = run_recipe("short", data=data, out=str(tmp_path / "bf16"), mixed_precision="bf16", **args)[0]["loss"]
+    assert bf16 != f32 and bf16 == pytest.approx(f32, rel=3e-2)
+    w = read_state_dict(str(tmp_path / "bf16" / "short.safetensors"))
+    assert {v.dtype for k, v in w.items() if k.startswith("model.")} == {torch.float32}

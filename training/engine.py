@@ -11,15 +11,15 @@ A step's samples and their random draws depend on (seed, step, global sample ind
 the same thing. The global batch of a step is ``batch`` samples, split over ``world`` processes and ``accumulate``
 micro-batches; micro-batch ``m`` of process ``r`` holds the global indices ``m·batch/accumulate + r·b … + b − 1``.
 
-Every step's losses (averaged over the processes) go to ``<out>/losses.jsonl``. Checkpoints
-(``<out>/train_state.pt``, written atomically every ``save_every`` steps and at the end) hold every model, optimizer,
-EMA and scaler state, the step and the RNG states; a run started again with the same ``--out`` resumes from it. Each save also exports the loader-ready file (``<out>/<name>.safetensors``, see the task's
-``export``) that the pack's Load LVDM Model reads as it is.
+Every step's losses (averaged over the processes) go to ``<out>/losses.jsonl``; on a terminal a progress bar runs.
+Checkpoints (``<out>/train_state.pt``, written atomically every ``save_every`` steps and at the end) hold every model,
+optimizer, EMA and scaler state, the step and the RNG states; a run started again with the same ``--out`` resumes
+from it. Each save also exports the loader-ready file (``<out>/<name>.safetensors``, see the task's ``export``) that
+the pack's Load LVDM Model reads as it is.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -150,6 +150,7 @@ class Task:
     :attr:`optimizers` order, :meth:`loss` on every micro-batch (backward each), the gradient averaging and the
     update; :meth:`after_step` once per step (EMA); :meth:`export` at each save."""
     name = "task"
+    main_loss = "loss"         #: the log the run's summary reports (first and last steps)
 
     def build(self, cfg: TrainConfig, device: torch.device, world: int, dataset=None, log=None) -> None:
         raise NotImplementedError
@@ -217,6 +218,8 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
     saving) after this many steps of this call — tests interrupt a run with it. Returns the history of logged
     losses ``{step: {name: value}}`` of the steps this call ran."""
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state()       # accelerate's settings are process-wide: a later run may change them
     accel = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
     rank, world, device = accel.process_index, accel.num_processes, accel.device
     if cfg.batch % (world * cfg.accumulate):
@@ -254,74 +257,103 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
     history = {}
     ran = 0
     t0 = time.perf_counter()
-    step = start
-    for step in range(start, cfg.steps):
-        if stop_after is not None and ran >= stop_after:
-            return history
-        micro_batches = [batch_fn(dataset, step, cfg.batch, rank, world, cfg.seed, m, cfg.accumulate)
-                         for m in range(cfg.accumulate)]
-        logs_sum: dict = {}
-        for name, opt in opts.items():          # as Lightning's automatic optimisation: one optimizer after another,
-            opt.zero_grad(set_to_none=True)     # each on its own forward pass (the later ones see the updated models)
-            stepped = False
-            for video, indices in micro_batches:
-                draws = StepDraws(cfg.seed, step, indices)
-                with accel.autocast():
-                    loss, logs = task.loss(name, video.to(device), draws, step)
-                if loss is None:
+    bar = progress_bar(cfg, start) if rank == 0 else None
+    if bar is not None:                      # log lines go above the bar
+        plain_log = log
+
+        def log(s):
+            with bar.external_write_mode():
+                plain_log(s)
+    try:
+        for step in range(start, cfg.steps):
+            if stop_after is not None and ran >= stop_after:
+                break
+            micro_batches = [batch_fn(dataset, step, cfg.batch, rank, world, cfg.seed, m, cfg.accumulate)
+                             for m in range(cfg.accumulate)]
+            logs_sum: dict = {}
+            # as Lightning's automatic optimisation: one optimizer after another, each on its own forward pass (the
+            # later ones see the updated models)
+            for name, opt in opts.items():
+                opt.zero_grad(set_to_none=True)
+                stepped = False
+                for video, indices in micro_batches:
+                    draws = StepDraws(cfg.seed, step, indices)
+                    with accel.autocast():
+                        loss, logs = task.loss(name, video.to(device), draws, step)
+                    if loss is None:
+                        continue
+                    loss = loss / cfg.accumulate
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                    stepped = True
+                    for k, v in logs.items():
+                        logs_sum[k] = logs_sum.get(k, 0.0) + float(v) / cfg.accumulate
+                if not stepped:
                     continue
-                loss = loss / cfg.accumulate
-                (scaler.scale(loss) if scaler is not None else loss).backward()
-                stepped = True
-                for k, v in logs.items():
-                    logs_sum[k] = logs_sum.get(k, 0.0) + float(v) / cfg.accumulate
-            if not stepped:
-                continue
-            all_reduce_grads(params[name], world)
+                all_reduce_grads(params[name], world)
+                if scaler is not None:
+                    scaler.step(opt)
+                else:
+                    opt.step()
             if scaler is not None:
-                scaler.step(opt)
-            else:
-                opt.step()
-        if scaler is not None:
-            scaler.update()
-        task.after_step(step)
-        reduced = {k: float(process_mean(torch.tensor(v, device=device))) for k, v in logs_sum.items()}
-        history[step] = reduced
-        ran += 1
-        done = step + 1
-        if rank == 0:
-            with open(losses_path, "a") as f:
-                f.write(json.dumps({"step": done, **reduced}) + "\n")
-        if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
-            rate = ran / max(time.perf_counter() - t0, 1e-9)
-            log(f"step {done}/{cfg.steps}  " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(reduced.items()))
-                + f"  ({rate:.2f} steps/s)")
-        if rank == 0 and cfg.preview_every and done % cfg.preview_every == 0:
-            path = task.preview(cfg.out, done, micro_batches[0][0][:1].to(device))
-            if path:
-                log(f"preview: {path}")
-        if done % cfg.save_every == 0 or done == cfg.steps:
-            rngs = [None] * world
-            if world > 1:
-                import torch.distributed as dist
-                dist.all_gather_object(rngs, _rng_state())
-            else:
-                rngs = [_rng_state()]
+                scaler.update()
+            task.after_step(step)
+            reduced = {k: float(process_mean(torch.tensor(v, device=device))) for k, v in logs_sum.items()}
+            history[step] = reduced
+            ran += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{task.main_loss} {reduced.get(task.main_loss, float('nan')):.4g}")
+            done = step + 1
             if rank == 0:
-                save_state(state_path, {"config": asdict(cfg), "step": done, "task": task.state_dict(),
-                                        "optimizers": {n: o.state_dict() for n, o in opts.items()},
-                                        "scaler": scaler.state_dict() if scaler is not None else None, "rng": rngs})
-                exported = task.export(cfg.out, done)
-                log(f"saved step {done}: {state_path}, {exported}")
+                with open(losses_path, "a") as f:
+                    f.write(json.dumps({"step": done, **reduced}) + "\n")
+            if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
+                rate = ran / max(time.perf_counter() - t0, 1e-9)
+                log(f"step {done}/{cfg.steps}  " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(reduced.items()))
+                    + f"  ({rate:.2f} steps/s)")
+            if rank == 0 and cfg.preview_every and done % cfg.preview_every == 0:
+                path = task.preview(cfg.out, done, micro_batches[0][0][:1].to(device))
+                if path:
+                    log(f"preview: {path}")
+            if done % cfg.save_every == 0 or done == cfg.steps:
+                rngs = [None] * world
+                if world > 1:
+                    import torch.distributed as dist
+                    dist.all_gather_object(rngs, _rng_state())
+                else:
+                    rngs = [_rng_state()]
+                if rank == 0:
+                    save_state(state_path, {
+                        "config": asdict(cfg), "step": done, "task": task.state_dict(),
+                        "optimizers": {n: o.state_dict() for n, o in opts.items()},
+                        "scaler": scaler.state_dict() if scaler is not None else None, "rng": rngs})
+                    exported = task.export(cfg.out, done)
+                    log(f"saved step {done}: {state_path}, {exported}")
+    finally:
+        if bar is not None:
+            bar.close()
     return history
 
 
+def progress_bar(cfg: TrainConfig, start: int):
+    """A tqdm bar over the run's steps on a terminal (None otherwise: logs and CI keep plain lines)."""
+    import sys
+    if not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=cfg.steps, initial=start, desc=cfg.recipe, unit="step", dynamic_ncols=True)
+
+
+def read_losses(out: str) -> dict:
+    """``<out>/losses.jsonl`` as ``{step (1-based): {name: value}}``."""
+    with open(os.path.join(out, LOSSES_FILE)) as f:
+        return {rec.pop("step"): rec for rec in (json.loads(line) for line in f if line.strip())}
+
+
 def losses_fall(history: dict, key: str, window: int = 20) -> tuple[float, float]:
-    """Mean of ``key`` over the first and the last ``window`` logged steps."""
+    """Mean of ``key`` over the first and the last ``window`` logged steps (fewer when the run is short)."""
     vals = [h[key] for _, h in sorted(history.items()) if key in h]
+    if not vals:
+        raise ValueError(f"no '{key}' in the losses")
     w = max(1, min(window, len(vals) // 2))
     return sum(vals[:w]) / w, sum(vals[-w:]) / w
-
-
-def isfinite(x: float) -> bool:
-    return math.isfinite(x)

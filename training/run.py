@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from .engine import TrainConfig, train
+from .engine import LOSSES_FILE, TrainConfig, losses_fall, read_losses, train
 
 RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipes")
 
@@ -42,11 +42,21 @@ def run_recipe(name: str, data: str, out: str, network: Optional[str] = None, lo
     from .tasks import make_task
     cfg = TrainConfig.from_file(recipe_path(name), sets=sets, data=data, out=out, network=network, **overrides)
     dataset = build_dataset(cfg)
-    return train(cfg, make_task(cfg.recipe), dataset, micro_batch, log=log, stop_after=stop_after)
+    task = make_task(cfg.recipe)
+    history = train(cfg, task, dataset, micro_batch, log=log, stop_after=stop_after)
+    if int(os.environ.get("RANK", "0")) == 0:                 # the first process (torchrun, accelerate launch)
+        steps = read_losses(cfg.out)
+        if len(steps) >= 2:
+            first, last = losses_fall(steps, task.main_loss)
+            w = max(1, min(20, len(steps) // 2))
+            log(f"{task.main_loss}: {first:.4g} over the first {w} steps, {last:.4g} over the last {w} "
+                f"(steps 1–{len(steps)}, {cfg.out}/{LOSSES_FILE})")
+    return history
 
 
-def write_shapes(folder: str, videos: int = 8, frames: int = 32, size: int = 64, seed: int = 0) -> str:
-    """The synthetic moving-shapes set (folders of PNG frames) in ``folder``."""
+def write_shapes(folder: str, videos: int = 8, frames: int = 64, size: int = 64, seed: int = 0) -> str:
+    """The synthetic moving-shapes set (folders of PNG frames) in ``folder``: 64 frames a video, enough for every
+    recipe's clips (pred: 64)."""
     from .data import write_moving_shapes
     write_moving_shapes(folder, videos=videos, frames=frames, size=size, seed=seed)
     return folder

@@ -186,6 +186,7 @@ class DiffusionTask(Task):
 class AETask(Task):
     """The 3-D AE with its loss's discriminator (and learnable log-variance if the loss has one)."""
     name = "ae"
+    main_loss = "rec_loss"
 
     def build(self, cfg: TrainConfig, device, world: int, dataset=None, log=None) -> None:
         from .autoencoder import AERecipe, PatchDiscriminator

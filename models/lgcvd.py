@@ -45,6 +45,7 @@ The two files share one layout (the attention sits at the same level index); the
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from contextlib import contextmanager
@@ -57,7 +58,7 @@ from torch import nn
 from .. import host
 from ..samplers.lgcvd import cosine_alphas_cumprod
 from ..samplers.vp import VPDenoiser
-from .checkpoint import CheckpointError, empty_params, load_into, match_state_dict, read_state_dict
+from .checkpoint import CheckpointError, empty_params, load_into, match_state_dict, read_metadata, read_state_dict
 from .loaders import CONFIG_ROOT, LoadOptionError, _precision, read_json
 from .lvdm.unet3d import GroupNorm32
 
@@ -75,6 +76,8 @@ SCHEDULE_BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alph
 IGNORED = tuple(f"^{b}$" for b in SCHEDULE_BUFFERS)
 # the official training container (Trainer.save): GradScaler state and the step count carry no tensors
 CONTAINER = ("step", "model", "ema", "scaler")
+#: safetensors metadata of the pack's trainer (training/lgcvd.py): the networks' config (JSON, as read_config gives)
+META_CONFIG = "cvk_lgcvd_config"
 SKIP_RESCALE = 1.0 / math.sqrt(2.0)
 
 
@@ -525,8 +528,13 @@ def load_lgcvd(path: str, dataset: Optional[str] = None, weights: str = "ema", p
     device, prec = _precision(precision, device)
     sd = read_state_dict(path, nested=True)     # memory-mapped: the copy not chosen is never read from disk
     tensors = container_tensors(sd, weights, name)  # first: a file that is no LGC-VD model says so, whatever its name
-    dataset = dataset_from_name(name) if dataset is None else dataset
-    config = read_config(dataset, config_root)
+    meta = read_metadata(path)
+    if dataset is None and META_CONFIG in meta:     # trained with training/lgcvd.py: its own config
+        config = json.loads(meta[META_CONFIG])
+        dataset = config["dataset"]
+    else:
+        dataset = dataset_from_name(name) if dataset is None else dataset
+        config = read_config(dataset, config_root)
     with empty_params():
         nets = build_networks(config)
     load_into(nets, match_file(nets, tensors, f"'{name}' ({weights} weights, {dataset} config)"), prec.unet)

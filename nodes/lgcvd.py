@@ -67,10 +67,12 @@ class CVK_LGCVDLoader:
     def INPUT_TYPES(cls):
         return {"required": {
             "model_name": (model_choices(), {"tooltip": (
-                f"cityscapes.pt or bair.pt from models/{LGCVD_FOLDER}/, or the tiny untrained demo.")}),
+                f"cityscapes.pt or bair.pt from models/{LGCVD_FOLDER}/ (or a model trained with the pack's training/), "
+                f"or the tiny untrained demo.")}),
             "dataset": ([AUTO, *DATASETS], {"default": AUTO, "tooltip": (
                 "What the file was trained on, which sets its native size and attention placement: cityscapes "
-                "128 px, bair 64 px. The two files share one layout; auto reads it from the file name.")}),
+                "128 px, bair 64 px. The two files share one layout; auto reads it from the file name (a model trained with "
+                "the pack's training/ carries its own).")}),
             "weights": (list(WEIGHTS), {"default": "ema", "tooltip": (
                 "ema: the EMA weights, as the official test samples with them. model: the raw trained weights.")}),
             "precision": (list(PRECISIONS), {"default": "auto", "tooltip": (

@@ -237,6 +237,32 @@ def test_a_model_trained_here_samples_in_a_workflow(server, pack, tiny_trained):
     assert (info["frames"], info["width"], info["height"]) == (16, SIZE, SIZE), info
 
 
+def test_an_lgcvd_model_trained_here_predicts_in_a_workflow(server, tiny_trained):
+    """The tiny LGC-VD run's export (training/lgcvd.py), copied into models/lgcvd, is listed and loads with dataset
+    'auto' (its config from the file): Load Image → Upscale Image 32 px → LGC-VD Predict 13 new → Create/Save Video."""
+    from cvk_testkit.tiny_training import SIZE
+    base, tmp = server
+    name = "cvk_trained_lgcvd.safetensors"
+    shutil.copy(tiny_trained["lgcvd"], tmp / "models" / "lgcvd" / name)
+    spec = _get(base, "/object_info/CVK_LGCVDLoader")["CVK_LGCVDLoader"]["input"]["required"]
+    assert name in spec["model_name"][0]
+    prompt = {
+        "1": {"class_type": "CVK_LGCVDLoader", "inputs": {"model_name": name, "dataset": spec["dataset"][0][0],
+                                                          "weights": "ema", "precision": "auto"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "example.png"}},
+        "3": {"class_type": "ImageScale", "inputs": {"image": ["2", 0], "upscale_method": "area", "width": SIZE,
+                                                     "height": SIZE, "crop": "center"}},
+        "4": {"class_type": "CVK_LGCVDPredict", "inputs": {"model": ["1", 0], "images": ["3", 0], "new_frames": 13,
+                                                           "steps": 4, "sampler": "ddpm", "seed": 5}},
+        "5": {"class_type": "CreateVideo", "inputs": {"images": ["4", 0], "fps": 8, "bit_depth": 8}},
+        "6": {"class_type": "SaveVideo", "inputs": {"video": ["5", 0], "filename_prefix": "video/cvk_trained_lgcvd",
+                                                    "format": "mp4", "codec": "auto"}}}
+    saved = run_prompt(base, tmp, prompt)
+    (video,) = [s for s in saved if s["filename"].endswith(".mp4")]
+    info = _probe_video(tmp / "output" / video["subfolder"] / video["filename"])
+    assert (info["frames"], info["width"], info["height"]) == (14, SIZE, SIZE), info
+
+
 def good_prompt(seed):
     """A small text-to-video that saves its frames: the server must still run it after any bad prompt."""
     graph = bi.t2v(seed=seed)

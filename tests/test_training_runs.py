@@ -47,12 +47,17 @@ def states(out):
     return st["step"], flat
 
 
-@pytest.mark.parametrize("kind", ["ae", "short"])
+RESUME_ARGS = {"ae": AE_ARGS, "short": {}, "lgcvd_bair": dict(mixed_precision="no", sets=[
+    "extra.lgcvd.ema_every=1", "extra.lgcvd.ema_start=1"])}     # the EMA blends from step 1 on
+
+
+@pytest.mark.parametrize("kind", ["ae", "short", "lgcvd_bair"])
 def test_resume_is_the_uninterrupted_run(tmp_path, data, ae_file, kind):
     """Saved at step 2, interrupted after step 3 (its work lost), resumed to 4: the losses of every step and every
-    final tensor (networks, discriminator, EMA, both optimizers) equal the uninterrupted run's bit for bit."""
+    final tensor (networks, discriminator, EMA, the optimizers) equal the uninterrupted run's bit for bit (LGC-VD:
+    both stages, the optimizer stepped twice a step)."""
     args = dict(network="tiny", steps=4, batch=2, accumulate=1, size=SIZE, save_every=2, log=lambda s: None,
-                **(AE_ARGS if kind == "ae" else dict(ae=ae_file)))
+                **RESUME_ARGS[kind], **(dict(ae=ae_file) if kind == "short" else {}))
     whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
     h_whole = run_recipe(kind, data=data, out=whole, **args)
     h_first = run_recipe(kind, data=data, out=cut, stop_after=3, **args)

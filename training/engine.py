@@ -50,6 +50,7 @@ class TrainConfig:
     log_every: int = 10
     size: int = 256
     frames: int = 16
+    stride: Optional[int] = None         # clip starts in a video (None: the clip's length, no overlap)
     sample_every: int = 1
     hflip: bool = False
     random_crop: bool = False
@@ -146,20 +147,24 @@ def process_mean(t: torch.Tensor) -> torch.Tensor:
 
 
 class Task:
-    """What a recipe trains. The engine calls :meth:`build` once; each step, for each optimizer in
-    :attr:`optimizers` order, :meth:`loss` on every micro-batch (backward each), the gradient averaging and the
-    update; :meth:`after_step` once per step (EMA); :meth:`export` at each save."""
+    """What a recipe trains. The engine calls :meth:`build` once; each step, for each pass (:attr:`passes`; by
+    default one per optimizer in :attr:`optimizers` order), :meth:`loss` on every micro-batch (backward each), the
+    gradient averaging and the pass's optimizer update; :meth:`after_step` once per step (EMA); :meth:`export` at
+    each save."""
     name = "task"
-    main_loss = "loss"         #: the log the run's summary reports (first and last steps)
+    main_loss = "loss"         #: the log (or a tuple of logs) the run's summary reports (first and last steps)
 
     def build(self, cfg: TrainConfig, device: torch.device, world: int, dataset=None, log=None) -> None:
         raise NotImplementedError
 
     #: {optimizer name: module whose parameters it updates}, in update order
     optimizers: dict
+    #: (pass name, optimizer name) in order, each pass a forward/backward over the step's micro-batches and its
+    #: optimizer's update; empty: one pass per optimizer, named as it
+    passes: tuple = ()
 
     def loss(self, name: str, video: torch.Tensor, draws: StepDraws, step: int) -> tuple:
-        """(loss, logs) of optimizer ``name`` on one micro-batch; a loss of None skips that optimizer's update. The
+        """(loss, logs) of pass ``name`` on one micro-batch; a loss of None skips that optimizer's update. The
         loss must not put gradients on another optimizer's parameters."""
         raise NotImplementedError
 
@@ -230,6 +235,7 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
     task.build(cfg, device, world, dataset, log=log if rank == 0 else None)
     params = {name: [p for p in module.parameters() if p.requires_grad] for name, module in task.optimizers.items()}
     opts = {name: make_optimizer(ps, cfg.lr, cfg.extra.get("optimizer", {})) for name, ps in params.items()}
+    passes = task.passes or tuple((n, n) for n in task.optimizers)
     scaler = torch.amp.GradScaler(device.type) if cfg.mixed_precision == "fp16" else None
     start = 0
     state_path = os.path.join(cfg.out, STATE_FILE)
@@ -271,9 +277,10 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
             micro_batches = [batch_fn(dataset, step, cfg.batch, rank, world, cfg.seed, m, cfg.accumulate)
                              for m in range(cfg.accumulate)]
             logs_sum: dict = {}
-            # as Lightning's automatic optimisation: one optimizer after another, each on its own forward pass (the
-            # later ones see the updated models)
-            for name, opt in opts.items():
+            # as Lightning's automatic optimisation: one pass after another, each on its own forward pass and
+            # followed by its optimizer's update (the later passes see the updated models)
+            for name, opt_name in passes:
+                opt = opts[opt_name]
                 opt.zero_grad(set_to_none=True)
                 stepped = False
                 for video, indices in micro_batches:
@@ -289,20 +296,20 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
                         logs_sum[k] = logs_sum.get(k, 0.0) + float(v) / cfg.accumulate
                 if not stepped:
                     continue
-                all_reduce_grads(params[name], world)
+                all_reduce_grads(params[opt_name], world)
                 if scaler is not None:
                     scaler.step(opt)
+                    scaler.update()
                 else:
                     opt.step()
-            if scaler is not None:
-                scaler.update()
             task.after_step(step)
             reduced = {k: float(process_mean(torch.tensor(v, device=device))) for k, v in logs_sum.items()}
             history[step] = reduced
             ran += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix_str(f"{task.main_loss} {reduced.get(task.main_loss, float('nan')):.4g}")
+                keys = task.main_loss if isinstance(task.main_loss, tuple) else (task.main_loss,)
+                bar.set_postfix_str("  ".join(f"{k} {reduced.get(k, float('nan')):.4g}" for k in keys))
             done = step + 1
             if rank == 0:
                 with open(losses_path, "a") as f:

@@ -30,8 +30,8 @@ def micro_batch(dataset, step, global_batch, rank, world, seed, micro, accumulat
 
 def build_dataset(cfg: TrainConfig):
     from .data import ClipDataset
-    return ClipDataset(cfg.data, cfg.frames, cfg.size, sample_every=cfg.sample_every, random_crop=cfg.random_crop,
-                       hflip=cfg.hflip)
+    return ClipDataset(cfg.data, cfg.frames, cfg.size, stride=cfg.stride, sample_every=cfg.sample_every,
+                       random_crop=cfg.random_crop, hflip=cfg.hflip)
 
 
 def run_recipe(name: str, data: str, out: str, network: Optional[str] = None, log=print, stop_after=None, sets=(),
@@ -46,10 +46,11 @@ def run_recipe(name: str, data: str, out: str, network: Optional[str] = None, lo
     history = train(cfg, task, dataset, micro_batch, log=log, stop_after=stop_after)
     if int(os.environ.get("RANK", "0")) == 0:                 # the first process (torchrun, accelerate launch)
         steps = read_losses(cfg.out)
-        if len(steps) >= 2:
-            first, last = losses_fall(steps, task.main_loss)
-            w = max(1, min(20, len(steps) // 2))
-            log(f"{task.main_loss}: {first:.4g} over the first {w} steps, {last:.4g} over the last {w} "
+        keys = task.main_loss if isinstance(task.main_loss, tuple) else (task.main_loss,)
+        w = max(1, min(20, len(steps) // 2))
+        for key in keys if len(steps) >= 2 else ():
+            first, last = losses_fall(steps, key, w)
+            log(f"{key}: {first:.4g} over the first {w} steps, {last:.4g} over the last {w} "
                 f"(steps 1–{len(steps)}, {cfg.out}/{LOSSES_FILE})")
     return history
 

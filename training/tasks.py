@@ -249,4 +249,7 @@ class AETask(Task):
 
 
 def make_task(recipe_kind: str) -> Task:
+    if recipe_kind == "lgcvd":
+        from .lgcvd import LGCVDTask
+        return LGCVDTask()
     return AETask() if recipe_kind == "ae" else DiffusionTask(recipe_kind)

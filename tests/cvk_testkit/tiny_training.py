@@ -1,7 +1,7 @@
-"""The tiny LVDM training runs the tests (and CI's training stage) share: the moving-shapes set, then the AE (8-frame
-clips, its discriminator from step 10: both phases run), then the short, pred and interp models on its latents,
-``STEPS`` steps each with the tiny networks at ``SIZE`` pixels, through the same ``run_recipe`` scripts/train.py
-calls. ``CVK_TRAINED_DIR`` (CI: written by its training stage with
+"""The tiny training runs the tests (and CI's training stage) share: the moving-shapes set, then LVDM's AE (8-frame
+clips, its discriminator from step 10: both phases run), the short, pred and interp models on its latents, and
+LGC-VD's two-stage model (pixel space, 14-frame clips), ``STEPS`` steps each with the tiny networks at ``SIZE``
+pixels, through the same ``run_recipe`` scripts/train.py calls. ``CVK_TRAINED_DIR`` (CI: written by its training stage with
 ``python -m cvk_testkit.tiny_training DIR``) is reused when it holds them.
 
     python -m cvk_testkit.tiny_training DIR
@@ -24,21 +24,27 @@ AE_SETTINGS = dict(frames=8, sets=[f"extra.autoencoder.disc_start={DISC_START}"]
 
 
 def trained_models(root: str, log=lambda s: None) -> dict:
-    """{"root", "data", "ae", "short", "pred", "interp"}: the data folder and the exported files, trained into
+    """{"root", "data", "ae", "short", "pred", "interp", "lgcvd"}: the data folder and the exported files, trained into
     ``root`` (or found in ``$CVK_TRAINED_DIR``); ``"seconds"``: each run's wall time when this call trained it."""
     load_pack()
     from consistent_video_kit.training.run import run_recipe, write_shapes
     root = os.environ.get("CVK_TRAINED_DIR") or root
     files = {"root": root, "data": os.path.join(root, "data"), "ae": os.path.join(root, "ae", "ae.safetensors"),
-             **{k: os.path.join(root, k, f"{k}.safetensors") for k in KINDS}, "seconds": {}}
+             **{k: os.path.join(root, k, f"{k}.safetensors") for k in KINDS},
+             "lgcvd": os.path.join(root, "lgcvd", "lgcvd.safetensors"), "seconds": {}}
     if not os.path.isdir(files["data"]):
         write_shapes(files["data"], videos=4, frames=64, size=64)
-    for kind in ("ae", *KINDS):
+    for kind in ("ae", *KINDS, "lgcvd"):
         if os.path.isfile(files[kind]):
             continue
         t0 = time.perf_counter()
-        run_recipe(kind, data=files["data"], out=os.path.join(root, kind), ae=None if kind == "ae" else files["ae"],
-                   log=log, **SETTINGS, **(AE_SETTINGS if kind == "ae" else {}))
+        if kind == "lgcvd":
+            run_recipe("lgcvd_bair", data=files["data"], out=os.path.join(root, kind), log=log, mixed_precision="no",
+                       **SETTINGS)
+        else:
+            run_recipe(kind, data=files["data"], out=os.path.join(root, kind),
+                       ae=None if kind == "ae" else files["ae"], log=log, **SETTINGS,
+                       **(AE_SETTINGS if kind == "ae" else {}))
         files["seconds"][kind] = time.perf_counter() - t0
     return files
 

@@ -50,7 +50,7 @@ def test_requirements_match_pyproject():
     assert "Operating System :: OS Independent" in proj["classifiers"]
     assert "Environment :: GPU :: NVIDIA CUDA" in proj["classifiers"]
     assert proj["optional-dependencies"] == {"xformers": ["xformers"], "training": ["accelerate>=1.15.0", "av>=18.1.0",
-                                                                                      "tqdm>=4.66"]}
+                                                                                      "h5py>=3.10", "tqdm>=4.66"]}
     assert "Repository" in proj["urls"]
     comfy = py["tool"]["comfy"]
     assert comfy["DisplayName"] == "Consistent Video Kit" and comfy["PublisherId"] and comfy["Icon"]

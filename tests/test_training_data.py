@@ -1,7 +1,8 @@
 """training/data.py: natural frame order, clip cutting (stride, sample_every), values and shapes, one frame against PIL
 by hand, resize/crop geometry and the crop/flip draws, the errors (missing root, no videos, too short, corrupt image,
 not-a-video, PyAV missing), the data order (2 processes read what 1 reads, epochs walk a permutation, a resume reads
-what the uninterrupted run reads), the moving-shapes set, and video files through PyAV (skipped without it)."""
+what the uninterrupted run reads), the moving-shapes set, video files through PyAV (skipped without it), and MCVD /
+LGC-VD HDF5 shards through h5py (skipped without it)."""
 import os
 import sys
 
@@ -175,7 +176,8 @@ def test_missing_root_and_no_videos(tmp_path):
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "empty" / "loose.png")
     with pytest.raises(DatasetError, match="1 images lie directly in the root"):
         ClipDataset(str(tmp_path / "empty"), 4, 8)
-    with pytest.raises(DatasetError, match=r"\*\.png\) and video files \(\*\.mkv\)"):
+    with pytest.raises(DatasetError, match=r"looked for frame folders \(<root>/<video_id>/\*\.png\) and video files "
+                                           r"\(\*\.mkv\);"):
         ClipDataset(str(tmp_path / "empty"), 4, 8, exts=(".png", "mkv"))   # only what was asked for
 
 
@@ -322,3 +324,58 @@ def test_not_a_video_is_named(tmp_path):
     with pytest.raises(DatasetError, match=r"video file .*notes\.mp4: it is corrupt or not a video") as e:
         ClipDataset(str(tmp_path), frames=4, size=4)
     assert short_traceback(e.value)
+
+
+# --- HDF5 shards (MCVD / LGC-VD converters) -------------------------------------------------------------------------
+
+def write_shard(path, videos):
+    """The layout of the official converters' ``HDF5Maker(video=True).add_data(frames, dtype='uint8')``: groups
+    ``len`` and ``videos``; per video k ``len/<k>`` = its length and ``<k>/<i>`` its frames, lzf-compressed."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as f:
+        f.create_group("len")
+        f.create_group("videos")
+        for k, frames in enumerate(videos):
+            f["len"].create_dataset(str(k), data=len(frames))
+            f.create_group(str(k))
+            for i, frame in enumerate(frames):
+                f[str(k)].create_dataset(str(i), data=frame, dtype="uint8", compression="lzf")
+
+
+def test_hdf5_shards_read_as_the_same_frames_in_folders(tmp_path):
+    """Two shards of 12 videos (keys 0–11: natural order, 10 after 9) give the clips the same frames give as PNG
+    folders: the folder reader is the reference."""
+    g = np.random.default_rng(1)
+    videos = [g.integers(0, 256, (n, 10, 14, 3), dtype=np.uint8) for n in [9, 12, 10] * 4]
+    (tmp_path / "h5").mkdir()
+    write_shard(str(tmp_path / "h5" / "shard_0001.hdf5"), videos[:11])
+    write_shard(str(tmp_path / "h5" / "shard_0002.hdf5"), videos[11:])
+    for k, frames in enumerate(videos):
+        write_frames(str(tmp_path / "png" / f"shard_0001_{k:02d}"), frames)
+    a = ClipDataset(str(tmp_path / "h5"), frames=4, size=8, stride=3)
+    b = ClipDataset(str(tmp_path / "png"), frames=4, size=8, stride=3)
+    assert [v.length for v in a.videos] == [len(v) for v in videos] and [v.key for v in a.videos[:12]] == \
+        [str(k) for k in range(11)] + ["0"]
+    assert a.clips == b.clips and len(a) > 20
+    for i in (0, 5, len(a) - 1):
+        assert torch.equal(a.get(i, torch.Generator().manual_seed(i)), b.get(i, torch.Generator().manual_seed(i)))
+
+
+def test_a_broken_hdf5_shard_is_named(tmp_path):
+    pytest.importorskip("h5py")
+    (tmp_path / "bad.hdf5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(DatasetError, match=r"cannot read the HDF5 file .*bad\.hdf5: it is corrupt or not HDF5"):
+        ClipDataset(str(tmp_path), frames=2, size=4)
+    (tmp_path / "bad.hdf5").unlink()
+    import h5py
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("x", data=np.zeros(3))
+    with pytest.raises(DatasetError, match=r"other\.h5 is not a video shard: no 'len' group"):
+        ClipDataset(str(tmp_path), frames=2, size=4)
+
+
+def test_hdf5_without_h5py_says_what_to_install(tmp_path, monkeypatch):
+    (tmp_path / "s.hdf5").write_bytes(b"\0" * 64)
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match=r"s\.hdf5 needs h5py.*install the training extra"):
+        ClipDataset(str(tmp_path), frames=2, size=4)

@@ -6,7 +6,10 @@ Sources under a root (``ClipDataset``):
 * frame folders, ``<root>/<video_id>/*.jpg|*.jpeg|*.png`` (the endoscopy fork's layout; any folder below the root
   that directly holds images is one video), frames in NATURAL order of their names (``frame_2`` before ``frame_10``);
 * video files, ``<root>/**/*.mp4|*.avi|*.mov|*.mkv|*.webm``, decoded with PyAV (``av``, the ``[training]`` extra,
-  imported only when a video file is met).
+  imported only when a video file is met);
+* HDF5 shards, ``<root>/**/*.hdf5|*.h5``, in the layout MCVD's and LGC-VD's converters write (``datasets/h5.py::
+  HDF5Maker`` with ``video=True``: ``len/<k>`` the length of video k, ``<k>/<i>`` its frame i as uint8 ``(H, W, 3)``),
+  read with h5py (the ``[training]`` extra, imported only when a shard is met); each video of a shard is one video.
 
 Each video is cut into clips of ``frames`` frames taking every ``sample_every``-th frame, clip starts ``stride``
 apart (default ``frames·sample_every``: non-overlapping clips, as the fork). A clip is a float32 tensor
@@ -39,6 +42,7 @@ from .draws import StepDraws, process_indices, sample_generator, sample_seed
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+HDF5_EXTS = (".hdf5", ".h5")
 AUGMENT_PURPOSE = "augment"
 
 
@@ -63,20 +67,31 @@ def _import_av(what: str):
     return av
 
 
+def _import_h5py(path: str):
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError(f"Reading the HDF5 shard {path} needs h5py, which is not installed: install the training "
+                          f"extra with pip, or give the videos as frame folders (<root>/<video_id>/*.png).") from None
+    return h5py
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # sources
 
 
 @dataclass(frozen=True)
 class Video:
-    """One source video: a frame folder (``frames`` lists its image files in natural order) or a video file
-    (``frames`` is empty). ``width × height`` are its frames' size (the first frame's), ``length`` its frame count."""
+    """One source video: a frame folder (``frames`` lists its image files in natural order), a video file
+    (``frames`` is empty) or video ``key`` of an HDF5 shard. ``width × height`` are its frames' size (the first
+    frame's), ``length`` its frame count."""
     path: str
-    kind: str            # "frames" | "file"
+    kind: str            # "frames" | "file" | "hdf5"
     length: int
     width: int
     height: int
     frames: tuple[str, ...] = ()
+    key: str = ""
 
 
 def _open_image(path: str) -> Image.Image:
@@ -117,15 +132,40 @@ def _probe_video(path: str) -> tuple[int, int, int]:
     return n, width, height
 
 
-def find_videos(root: str, exts: Sequence[str] = IMAGE_EXTS + VIDEO_EXTS) -> list[Video]:
-    """Every video under ``root`` (frame folders and video files, hidden folders skipped), sorted by natural order of
-    their paths relative to the root, so every process lists them in the same order."""
+def _probe_hdf5(path: str) -> list[tuple[str, int, int, int]]:
+    """(key, frame count, width, height) of each video of an HDF5 shard, in the order of their integer keys."""
+    h5py = _import_h5py(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if "len" not in f:
+                raise DatasetError(f"the HDF5 file {path} is not a video shard: no 'len' group (expected the layout "
+                                   f"of MCVD's / LGC-VD's converters: len/<k>, <k>/<frame>)")
+            out = []
+            for key in sorted(f["len"].keys(), key=natural_key):
+                n = int(f["len"][key][()])
+                first = f[key]["0"].shape if n > 0 else (0, 0, 3)
+                if len(first) != 3 or first[2] != 3:
+                    raise DatasetError(f"video {key} of {path}: frames must be (H, W, 3) uint8, got {first}")
+                out.append((key, n, int(first[1]), int(first[0])))
+            return out
+    except OSError as e:
+        raise DatasetError(f"cannot read the HDF5 file {path}: it is corrupt or not HDF5 ({e})") from None
+    except KeyError as e:
+        raise DatasetError(f"the HDF5 file {path} misses an entry its 'len' group names ({e})") from None
+
+
+def find_videos(root: str, exts: Sequence[str] = IMAGE_EXTS + VIDEO_EXTS + HDF5_EXTS) -> list[Video]:
+    """Every video under ``root`` (frame folders, video files and the videos of HDF5 shards, hidden folders skipped),
+    sorted by natural order of their paths relative to the root (then their keys in a shard), so every process lists
+    them in the same order."""
     exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in exts)
     image_exts = tuple(e for e in exts if e in IMAGE_EXTS)
     video_exts = tuple(e for e in exts if e in VIDEO_EXTS)
-    unknown = [e for e in exts if e not in IMAGE_EXTS + VIDEO_EXTS]
+    hdf5_exts = tuple(e for e in exts if e in HDF5_EXTS)
+    unknown = [e for e in exts if e not in IMAGE_EXTS + VIDEO_EXTS + HDF5_EXTS]
     if unknown:
-        raise ValueError(f"unknown extensions {unknown}: images {list(IMAGE_EXTS)}, videos {list(VIDEO_EXTS)}")
+        raise ValueError(f"unknown extensions {unknown}: images {list(IMAGE_EXTS)}, videos {list(VIDEO_EXTS)}, "
+                         f"HDF5 shards {list(HDF5_EXTS)}")
     if not os.path.isdir(root):
         raise DatasetError(f"the data root {root} does not exist or is not a folder")
     found: list[tuple[tuple, Video]] = []
@@ -142,16 +182,22 @@ def find_videos(root: str, exts: Sequence[str] = IMAGE_EXTS + VIDEO_EXTS) -> lis
             video = Video(dirpath, "frames", len(paths), w, h, paths)
             found.append((natural_key(os.path.relpath(dirpath, root)), video))
         for f in filenames:
-            if f.lower().endswith(video_exts):
-                path = os.path.join(dirpath, f)
+            path = os.path.join(dirpath, f)
+            if video_exts and f.lower().endswith(video_exts):
                 n, w, h = _probe_video(path)
                 found.append((natural_key(os.path.relpath(path, root)), Video(path, "file", n, w, h)))
+            elif hdf5_exts and f.lower().endswith(hdf5_exts):
+                for key, n, w, h in _probe_hdf5(path):
+                    found.append((natural_key(os.path.relpath(path, root)) + natural_key(key),
+                                  Video(path, "hdf5", n, w, h, key=key)))
     if not found:
         hint = (f"; {loose_images} images lie directly in the root: put each video's frames in a folder of its own"
                 if loose_images else "")
-        raise DatasetError(f"no videos found under {root}: looked for frame folders (<root>/<video_id>/*"
-                           f"{'|*'.join(image_exts) or ' (no image extensions given)'}) and video files (*"
-                           f"{'|*'.join(video_exts) or ' (no video extensions given)'}){hint}")
+        kinds = [f"{what} ({pattern}*{'|*'.join(e)})" for what, pattern, e in (
+            ("frame folders", "<root>/<video_id>/", image_exts), ("video files", "", video_exts),
+            ("HDF5 shards", "", hdf5_exts)) if e]
+        looked = ", ".join(kinds[:-1]) + (" and " if len(kinds) > 1 else "") + kinds[-1]
+        raise DatasetError(f"no videos found under {root}: looked for {looked}{hint}")
     return [v for _, v in sorted(found, key=lambda kv: kv[0])]
 
 
@@ -179,7 +225,8 @@ class ClipDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str, frames: int, size: int, stride: int | None = None, sample_every: int = 1,
-                 exts: Sequence[str] = IMAGE_EXTS + VIDEO_EXTS, random_crop: bool = False, hflip: bool = False):
+                 exts: Sequence[str] = IMAGE_EXTS + VIDEO_EXTS + HDF5_EXTS, random_crop: bool = False,
+                 hflip: bool = False):
         for name, value in (("frames", frames), ("size", size), ("sample_every", sample_every)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an integer ≥ 1, got {value!r}")
@@ -272,7 +319,21 @@ class ClipDataset(torch.utils.data.Dataset):
             for n in wanted:
                 yield video.frames[n], _open_image(video.frames[n])
             return
+        if video.kind == "hdf5":
+            yield from _hdf5_frames(video.path, video.key, wanted)
+            return
         yield from _decode_frames(video.path, wanted)
+
+
+def _hdf5_frames(path: str, key: str, wanted: Sequence[int]):
+    """(name, RGB image) of frames ``wanted`` of video ``key`` of an HDF5 shard."""
+    h5py = _import_h5py(path)
+    try:
+        with h5py.File(path, "r") as f:
+            for n in wanted:
+                yield f"{path} video {key} frame {n}", Image.fromarray(np.asarray(f[key][str(n)][()], np.uint8))
+    except (OSError, KeyError) as e:
+        raise DatasetError(f"cannot read video {key} of the HDF5 file {path} ({e})") from None
 
 
 def _decode_frames(path: str, wanted: Sequence[int]):

@@ -228,13 +228,23 @@ def test_a_model_trained_here_samples_in_a_workflow(server, pack, tiny_trained):
         "3": {"class_type": "CVK_DecodeVideo", "inputs": {
             "model": ["1", 0], "latent": ["2", 0], "frames_per_batch": 8, "window": 32, "overlap": 12,
             "seams": "exact"}},
-        "4": {"class_type": "CreateVideo", "inputs": {"images": ["3", 0], "fps": 8, "bit_depth": 8}},
-        "5": {"class_type": "SaveVideo", "inputs": {"video": ["4", 0], "filename_prefix": "video/cvk_trained_short",
-                                                     "format": "mp4", "codec": "auto"}}}
+        **_save_video("3", 4, "cvk_trained_short")}
+    info = _run_video(base, tmp, prompt)
+    assert (info["frames"], info["width"], info["height"]) == (16, SIZE, SIZE), info
+
+
+def _save_video(images: str, at: int, prefix: str) -> dict:
+    """Create Video (8 fps) → Save Video (mp4) of node ``images``' output, as nodes ``at`` and ``at + 1``."""
+    return {str(at): {"class_type": "CreateVideo", "inputs": {"images": [images, 0], "fps": 8, "bit_depth": 8}},
+            str(at + 1): {"class_type": "SaveVideo", "inputs": {"video": [str(at), 0], "format": "mp4",
+                                                                "filename_prefix": f"video/{prefix}", "codec": "auto"}}}
+
+
+def _run_video(base, tmp, prompt) -> dict:
+    """Run a prompt that saves one MP4; PyAV's reading of it (frames, size, codec)."""
     saved = run_prompt(base, tmp, prompt)
     (video,) = [s for s in saved if s["filename"].endswith(".mp4")]
-    info = _probe_video(tmp / "output" / video["subfolder"] / video["filename"])
-    assert (info["frames"], info["width"], info["height"]) == (16, SIZE, SIZE), info
+    return _probe_video(tmp / "output" / video["subfolder"] / video["filename"])
 
 
 def test_an_lgcvd_model_trained_here_predicts_in_a_workflow(server, tiny_trained):
@@ -254,12 +264,8 @@ def test_an_lgcvd_model_trained_here_predicts_in_a_workflow(server, tiny_trained
                                                      "height": SIZE, "crop": "center"}},
         "4": {"class_type": "CVK_LGCVDPredict", "inputs": {"model": ["1", 0], "images": ["3", 0], "new_frames": 13,
                                                            "steps": 4, "sampler": "ddpm", "seed": 5}},
-        "5": {"class_type": "CreateVideo", "inputs": {"images": ["4", 0], "fps": 8, "bit_depth": 8}},
-        "6": {"class_type": "SaveVideo", "inputs": {"video": ["5", 0], "filename_prefix": "video/cvk_trained_lgcvd",
-                                                    "format": "mp4", "codec": "auto"}}}
-    saved = run_prompt(base, tmp, prompt)
-    (video,) = [s for s in saved if s["filename"].endswith(".mp4")]
-    info = _probe_video(tmp / "output" / video["subfolder"] / video["filename"])
+        **_save_video("4", 5, "cvk_trained_lgcvd")}
+    info = _run_video(base, tmp, prompt)
     assert (info["frames"], info["width"], info["height"]) == (14, SIZE, SIZE), info
 
 

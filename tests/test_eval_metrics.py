@@ -299,7 +299,7 @@ def test_inception_tiny_stand_in_loads_and_refuses(tmp_path):
     with pytest.raises(MetricWeightsError, match=r"^FID needs the FID Inception.*--fid FILE.*"
                                                  r"pt_inception-2015-12-05-6726825d\.pth"):
         load_inception(None)
-    with pytest.raises(MetricWeightsError, match=r"^IS needs .*--fid FILE"):
+    with pytest.raises(MetricWeightsError, match=r"^IS needs .*--fid .*FILE.*pt_inception-2015-12-05-6726825d\.pth"):
         load_inception(str(tmp_path / "missing.pth"), metric="is")
     old_style_file(randomised(InceptionI3d(8, 1 / 16), 0), tmp_path / "i3d.pt")
     with pytest.raises(MetricWeightsError, match=r"FID: the file is not the FID Inception"):

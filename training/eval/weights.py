@@ -24,12 +24,14 @@ NEEDS = {
             "models/rgb_imagenet.pt) or i3d_rgb_imagenet.pt (LGC-VD's check_points/) — one state-dict layout; or a "
             "TorchScript I3D such as StyleGAN-V's i3d_torchscript.pt (the file LGC-VD's eva.py loads)",
             "--fvd"),
-    "kvd": ("the I3D network (as FVD)", "the FVD file (see fvd)", "--fvd"),
+    "kvd": ("the I3D network (as FVD)", "the FVD file, i3d_pretrained_400.pt or rgb_imagenet.pt", "--fvd"),
     "fid": ("the FID Inception-v3 (TF inception-2015-12-05 ported)",
             "pt_inception-2015-12-05-6726825d.pth (github.com/mseitzer/pytorch-fid, release 'fid_weights'); or a "
             "TorchScript Inception such as StyleGAN2-ADA/StyleGAN-V's inception-2015-12-05.pt",
             "--fid"),
-    "is": ("the FID Inception-v3 (its 1008-way classifier)", "the FID file (see fid)", "--fid"),
+    "is": ("the FID Inception-v3 (its 1008-way classifier)",
+           "pytorch-fid's pt_inception-2015-12-05-6726825d.pth (github.com/mseitzer/pytorch-fid, release "
+           "'fid_weights') or StyleGAN2-ADA's inception-2015-12-05.pt (TorchScript)", "--fid (or --inception)"),
     "lpips": ("LPIPS (VGG16, v0.1 linear heads)",
               "a released LVDM autoencoder checkpoint (ae_sky.ckpt: its loss.perceptual_loss.* hold LPIPS), or "
               "LPIPS v0.1's vgg.pth (github.com/richzhang/PerceptualSimilarity, weights/v0.1/vgg.pth) together "

@@ -158,3 +158,17 @@ def test_mixed_precision_bf16_runs_under_autocast(tmp_path, data, ae_file):
     assert bf16 != f32 and bf16 == pytest.approx(f32, rel=3e-2)
     w = read_state_dict(str(tmp_path / "bf16" / "short.safetensors"))
     assert {v.dtype for k, v in w.items() if k.startswith("model.")} == {torch.float32}
+
+
+def test_fp16_without_a_gpu_says_it_trains_in_float32(tmp_path, data, ae_file):
+    """The LGC-VD recipes ask for fp16 (the official AMP); on a CPU the run says that it trains in float32, and does
+    (the same loss as --mixed-precision no)."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU runs fp16")
+    lines = []
+    args = dict(network="tiny", steps=1, batch=2, accumulate=1, size=SIZE)
+    fp16 = run_recipe("lgcvd_bair", data=data, out=str(tmp_path / "a"), log=lines.append, **args)
+    f32 = run_recipe("lgcvd_bair", data=data, out=str(tmp_path / "b"), mixed_precision="no", log=lambda s: None,
+                     **args)
+    assert any("fp16 mixed precision needs a GPU: training in float32" in s for s in lines), lines
+    assert fp16 == f32

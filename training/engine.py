@@ -225,7 +225,13 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     AcceleratorState._reset_state()       # accelerate's settings are process-wide: a later run may change them
-    accel = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    precision = cfg.mixed_precision
+    if precision == "fp16" and not torch.cuda.is_available():   # accelerate would ignore it without a word
+        precision = "no"
+        if int(os.environ.get("RANK", "0")) == 0:
+            log("warning: fp16 mixed precision needs a GPU: training in float32 on the CPU (--mixed-precision bf16 "
+                "autocasts on a CPU)")
+    accel = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
     rank, world, device = accel.process_index, accel.num_processes, accel.device
     if cfg.batch % (world * cfg.accumulate):
         raise ValueError(f"batch {cfg.batch} must be divisible by processes × accumulate = {world} × {cfg.accumulate} "
@@ -236,7 +242,7 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
     params = {name: [p for p in module.parameters() if p.requires_grad] for name, module in task.optimizers.items()}
     opts = {name: make_optimizer(ps, cfg.lr, cfg.extra.get("optimizer", {})) for name, ps in params.items()}
     passes = task.passes or tuple((n, n) for n in task.optimizers)
-    scaler = torch.amp.GradScaler(device.type) if cfg.mixed_precision == "fp16" else None
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     start = 0
     state_path = os.path.join(cfg.out, STATE_FILE)
     if os.path.exists(state_path):

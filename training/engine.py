@@ -46,7 +46,7 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "no"          # "no", "fp16", "bf16"
     save_every: int = 1000
-    preview_every: int = 0               # 0: no previews
+    preview_every: int = 0               # 0: no previews; else every so many steps and at the last
     log_every: int = 10
     size: int = 256
     frames: int = 16
@@ -324,7 +324,7 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
                 rate = ran / max(time.perf_counter() - t0, 1e-9)
                 log(f"step {done}/{cfg.steps}  " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(reduced.items()))
                     + f"  ({rate:.2f} steps/s)")
-            if rank == 0 and cfg.preview_every and done % cfg.preview_every == 0:
+            if rank == 0 and cfg.preview_every and (done % cfg.preview_every == 0 or done == cfg.steps):
                 path = task.preview(cfg.out, done, micro_batches[0][0][:1].to(device))
                 if path:
                     log(f"preview: {path}")

@@ -12,10 +12,7 @@ import os
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from launcher import ROOT, load_pack  # scripts/launcher.py: the pack as one package, offline
 
 
 def main() -> int:
@@ -24,7 +21,6 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(ROOT, "demo_output"), help="output folder")
     args = ap.parse_args()
 
-    from cvk_testkit import load_pack
     from cvk_testkit.core_nodes import CORE_NODES, DIRS
     from cvk_testkit.executor import Executor
 

@@ -11,13 +11,9 @@ that needs a network names the file it wants when it is missing. Prints a table;
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))          # the pack loader the tests and the demo use
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from launcher import load_pack, refuse  # scripts/launcher.py: the pack as one package, offline
 
 
 def main(argv=None) -> int:
@@ -55,7 +51,6 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = ap.parse_args(argv)
 
-    from cvk_testkit import load_pack
     load_pack()
     from consistent_video_kit.training.eval.evaluate import evaluate_folders, format_table, write_json
 
@@ -71,8 +66,7 @@ def main(argv=None) -> int:
         if args.json:
             write_json(result, args.json)
     except (ValueError, OSError) as e:        # bad folders, settings or files: the message says what and where
-        print(f"evaluate.py: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
+        return refuse("evaluate.py", e)
     print(format_table(result))
     if args.json:
         print(f"wrote {args.json}")

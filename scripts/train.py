@@ -14,13 +14,9 @@ Needs the training extra (the packages accelerate and av; see the README's train
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests"))          # the pack loader the tests and the demo use
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from launcher import load_pack, refuse  # scripts/launcher.py: the pack as one package, offline
 
 
 def main(argv=None) -> int:
@@ -50,7 +46,6 @@ def main(argv=None) -> int:
     ap.add_argument("--write-shapes", metavar="DIR", help="write the synthetic moving-shapes set to DIR and exit")
     args = ap.parse_args(argv)
 
-    from cvk_testkit import load_pack
     load_pack()
     from consistent_video_kit.training.run import run_recipe, write_shapes
 
@@ -66,8 +61,7 @@ def main(argv=None) -> int:
                    preview_every=args.preview_every, log_every=args.log_every, lpips=args.lpips, vgg=args.vgg,
                    sets=args.set, network="tiny" if args.tiny else None)
     except ValueError as e:               # bad data, settings or files: the message says what and where
-        print(f"train.py: error: {e}", file=sys.stderr)
-        return 2
+        return refuse("train.py", e)
     return 0
 
 

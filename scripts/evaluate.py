@@ -27,6 +27,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lpips-vgg", metavar="FILE", help="with --lpips vgg.pth: torchvision's vgg16 weights")
     ap.add_argument("--fvd", metavar="I3D_FILE", help="FVD with this I3D (pytorch-i3d state dict such as "
                     "i3d_pretrained_400.pt / rgb_imagenet.pt, or a TorchScript I3D)")
+    ap.add_argument("--i3d-bn-eps", type=float, default=1e-5, help="the I3D state dict's BatchNorm eps: 1e-5 as "
+                    "LVDM's copy (default), 1e-3 as piergiaj's pytorch-i3d computes rgb_imagenet.pt")
     ap.add_argument("--kvd", action="store_true", help="KVD on the FVD's I3D features (needs --fvd)")
     ap.add_argument("--fid", metavar="INCEPTION_FILE", help="FID on frames with this Inception "
                     "(pt_inception-2015-12-05-6726825d.pth, or a TorchScript Inception)")
@@ -60,7 +62,8 @@ def main(argv=None) -> int:
             lpips_vgg=args.lpips_vgg, fvd_file=args.fvd, kvd=args.kvd, fid_file=args.fid or args.inception,
             inception_score=args.inception_score, samples=args.samples, skip=args.skip, frames=args.frames,
             ssim_window=args.ssim_window, psnr_average=args.psnr_average, i3d_resize=args.i3d_resize,
-            kvd_subsets=args.kvd_subsets, is_splits=args.is_splits, device=args.device)
+            kvd_subsets=args.kvd_subsets, is_splits=args.is_splits, device=args.device,
+            i3d_bn_eps=args.i3d_bn_eps)
         if args.fid is None and args.inception is not None:
             result.pop("fid", None)                   # --inception is for IS alone
         if args.json:

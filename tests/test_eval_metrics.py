@@ -273,6 +273,12 @@ def test_i3d_tiny_stand_in_loads_and_refuses(tmp_path):
     torch.testing.assert_close(feats(video[:1].repeat_interleave(3, dim=2)[:, :, :24]), logits.mean(dim=2).double(),
                                rtol=1e-4, atol=1e-5)
     assert feats.resize == "stretch"
+    # piergiaj's own code computes the same weights with BatchNorm ε 1e-3 (LVDM's copy 1e-5, the default)
+    eps = load_i3d(str(tmp_path / "i3d.pt"), bn_eps=1e-3)
+    bns = [m for m in eps.net.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert bns and all(m.eps == 1e-3 for m in bns)
+    assert all(m.eps == 1e-5 for m in feats.net.modules() if isinstance(m, torch.nn.BatchNorm3d))
+    assert not torch.allclose(eps(video), f, rtol=1e-6, atol=0)
     sd = net.state_dict()                                              # a file missing a tensor, or a foreign file
     del sd["Mixed_4c.b1b.bn.running_var"]
     torch.save(sd, tmp_path / "partial.pt")
@@ -418,7 +424,31 @@ def test_cli_end_to_end(tmp_path):
     for args, msg in (((gen, real, "--psnr", "--samples", 3), "4 generated videos for 2 real ones"),
                       ((gen, real, "--fvd", tmp_path / "none.pt"), "FVD needs the I3D"),
                       ((gen, tmp_path / "nowhere", "--psnr"), "does not exist"),
-                      ((gen, real), "no metric chosen")):
+                      ((gen, real), "no metric chosen"),
+                      ((gen, real, "--fvd", tmp_path / "i3d.pt", "--kvd", "--kvd-subsets", 0),
+                       "kvd_subsets must be ≥ 1"),
+                      *([] if torch.cuda.is_available() else
+                        [((gen, real, "--psnr", "--device", "cuda"), "no CUDA GPU is available here")])):
         p = run_cli(*args)
         assert p.returncode == 2, (args, p.stdout, p.stderr)
         assert p.stderr.startswith("evaluate.py: error: ") and msg in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
+def test_hdf5_shards_evaluate_as_their_frames(tmp_path):
+    """MCVD/LGC-VD HDF5 shards (the official converters' layout) give the numbers their frames give as PNG folders."""
+    pytest.importorskip("h5py")
+    from consistent_video_kit.training.eval.evaluate import evaluate_folders
+    from cvk_testkit.hdf5_shard import write_shard
+    videos = {"real": [moving_shapes(10, 32, 0, i) for i in range(2)],
+              "gen": [moving_shapes(10, 32, 1, i) for i in range(2)]}
+    for side, vids in videos.items():
+        (tmp_path / "h5" / side).mkdir(parents=True)
+        write_shard(tmp_path / "h5" / side / "shard_0001.hdf5", vids)
+        for k, frames in enumerate(vids):
+            folder = tmp_path / "png" / side / f"v{k}"
+            folder.mkdir(parents=True)
+            for i, frame in enumerate(frames):
+                Image.fromarray(frame).save(folder / f"{i}.png")
+    a = evaluate_folders(str(tmp_path / "h5" / "gen"), str(tmp_path / "h5" / "real"), psnr=True, ssim=True)
+    b = evaluate_folders(str(tmp_path / "png" / "gen"), str(tmp_path / "png" / "real"), psnr=True, ssim=True)
+    assert a["psnr"] == b["psnr"] and a["ssim"] == b["ssim"] and a["videos"] == b["videos"]

@@ -329,17 +329,9 @@ def test_not_a_video_is_named(tmp_path):
 # --- HDF5 shards (MCVD / LGC-VD converters) -------------------------------------------------------------------------
 
 def write_shard(path, videos):
-    """The layout of the official converters' ``HDF5Maker(video=True).add_data(frames, dtype='uint8')``: groups
-    ``len`` and ``videos``; per video k ``len/<k>`` = its length and ``<k>/<i>`` its frames, lzf-compressed."""
-    h5py = pytest.importorskip("h5py")
-    with h5py.File(path, "w") as f:
-        f.create_group("len")
-        f.create_group("videos")
-        for k, frames in enumerate(videos):
-            f["len"].create_dataset(str(k), data=len(frames))
-            f.create_group(str(k))
-            for i, frame in enumerate(frames):
-                f[str(k)].create_dataset(str(i), data=frame, dtype="uint8", compression="lzf")
+    pytest.importorskip("h5py")
+    from cvk_testkit.hdf5_shard import write_shard as write
+    write(path, videos)
 
 
 def test_hdf5_shards_read_as_the_same_frames_in_folders(tmp_path):

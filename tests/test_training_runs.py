@@ -2,6 +2,7 @@
 resumed is the uninterrupted run bit for bit, and two processes under torchrun (gloo on CPU) are one process with the
 doubled batch — for the AE across its discriminator's start (synchronised BatchNorm, the adaptive weight from the
 whole batch's gradients) and for the short diffusion model (EMA, the data's latent normalisation)."""
+import json
 import os
 import subprocess
 import sys
@@ -78,6 +79,8 @@ def run_procs(out, procs, kind, data, ae_file, steps=3):
            "--steps", str(steps), "--batch", "2", "--accumulate", "1", "--size", str(SIZE), "--log-every", "1"]
     if kind == "ae":
         cmd += ["--set", "frames=8", "--set", "extra.autoencoder.disc_start=1"]
+    elif kind == "lgcvd_bair":
+        cmd += ["--mixed-precision", "no", "--set", "extra.lgcvd.ema_every=1", "--set", "extra.lgcvd.ema_start=1"]
     else:
         cmd += ["--ae", ae_file]
     cmd += ["--set", f"extra.optimizer.eps={ADAM_EPS}"]
@@ -89,11 +92,11 @@ def run_procs(out, procs, kind, data, ae_file, steps=3):
     return r.stdout
 
 
-@pytest.mark.parametrize("kind", ["ae", "short"])
+@pytest.mark.parametrize("kind", ["ae", "short", "lgcvd_bair"])
 def test_two_processes_are_one_process_with_the_doubled_batch(tmp_path, data, ae_file, kind):
     """scripts/train.py under ``torchrun --nproc_per_node 2`` (1 sample per process) against one process with batch
     2: every step's losses and the exported weights agree to float rounding. The AE's discriminator starts at step 1:
-    its BatchNorm statistics and the adaptive weight span both processes.
+    its BatchNorm statistics and the adaptive weight span both processes. LGC-VD: both stages, the EMA blending.
 
     Adam's ε is raised from 1e-8 to 1e-3 for the comparison: parameters whose true gradient is 0 (a conv bias before
     a GroupNorm) get gradients of float noise, which Adam's first steps turn into ±lr updates whatever their size
@@ -109,7 +112,7 @@ def test_two_processes_are_one_process_with_the_doubled_batch(tmp_path, data, ae
             assert h2[s][k] == pytest.approx(h1[s][k], rel=1e-4, abs=1e-6), (s, k)
     if kind == "ae":
         assert h1[1]["d_weight"] == 0 and h1[2]["d_weight"] > 0
-    name = "ae.safetensors" if kind == "ae" else "short.safetensors"
+    name = {"ae": "ae.safetensors", "short": "short.safetensors", "lgcvd_bair": "lgcvd.safetensors"}[kind]
     w1, w2 = read_state_dict(os.path.join(one, name)), read_state_dict(os.path.join(two, name))
     assert sorted(w1) == sorted(w2)
     diff = max(float((w1[k].float() - w2[k].float()).abs().max()) for k in w1)
@@ -172,3 +175,31 @@ def test_fp16_without_a_gpu_says_it_trains_in_float32(tmp_path, data, ae_file):
                      **args)
     assert any("fp16 mixed precision needs a GPU: training in float32" in s for s in lines), lines
     assert fp16 == f32
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("extra.lgcvd.ema_strat=5", "unknown settings extra.lgcvd.ema_strat; known: ema_every, ema_start, "),
+    ("extra.lgcvdd.ema_start=5", "unknown settings extra.lgcvdd; known groups: extra.optimizer"),
+    ("extra.optimizer.lr=5", "unknown settings extra.optimizer.lr; known: betas, eps, kind, weight_decay"),
+])
+def test_a_misspelt_setting_is_refused_by_name(tmp_path, data, setting, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        run_recipe("lgcvd_bair", data=data, out=str(tmp_path / "x"), network="tiny", steps=1, batch=2, size=SIZE,
+                   mixed_precision="no", sets=[setting], log=lambda s: None)
+
+
+def test_synchronised_batchnorm_is_one_batchnorm_over_both_processes(tmp_path):
+    """SyncBatchNorm2d in 2 gloo processes = BatchNorm2d on both halves at once: outputs, input and parameter
+    gradients, running statistics — for float32, float16 and bfloat16 inputs (statistics kept in float32: 65,536
+    values per channel and process, where a float16 count would be inf)."""
+    out = tmp_path / "sbn.json"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
+                        "cvk_testkit.sync_bn_check", str(out)], cwd=os.path.join(ROOT, "tests"),
+                       env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    rep = json.loads(out.read_text())
+    for dtype, tol in (("float32", 1e-5), ("float16", 3e-3), ("bfloat16", 2e-2)):
+        d = rep[dtype]
+        assert d["dtype_kept"] and d["finite"], (dtype, d)
+        assert max(d["y"], d["x_grad"], d["param_grad"]) < tol, (dtype, d)
+        assert max(d["running_mean"], d["running_var"]) < 1e-4, (dtype, d)

@@ -149,8 +149,9 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         from torch.distributed.nn.functional import all_reduce
         c = x.shape[1]
-        flat = x.transpose(0, 1).reshape(c, -1)                                   # (C, N·H·W)
-        sums = all_reduce(torch.cat([flat.sum(1), flat.new_full((1,), flat.shape[1])]))
+        flat = x.transpose(0, 1).reshape(c, -1).float()       # (C, N·H·W); statistics in float32 (a half-precision
+        count = torch.tensor([float(flat.shape[1])], device=x.device)           # count overflows at 65504)
+        sums = all_reduce(torch.cat([flat.sum(1), count]))
         count = sums[-1]
         mean = sums[:c] / count
         var = all_reduce((flat - mean[:, None]).square().sum(1)) / count          # biased, for the normalisation
@@ -162,8 +163,10 @@ class SyncBatchNorm2d(nn.BatchNorm2d):
                 unbiased = var.detach() * count / (count - 1).clamp(min=1)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), f)
         shape = (1, c, 1, 1)
-        y = (x - mean.reshape(shape)) * torch.rsqrt(var.reshape(shape) + self.eps)
-        return y * self.weight.reshape(shape) + self.bias.reshape(shape) if self.affine else y
+        y = (x.float() - mean.reshape(shape)) * torch.rsqrt(var.reshape(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.float().reshape(shape) + self.bias.float().reshape(shape)
+        return y.to(x.dtype)
 
 
 class PatchDiscriminator(nn.Module):

@@ -314,15 +314,16 @@ class ClipDataset(torch.utils.data.Dataset):
     def _frames(self, i: int):
         """(name, RGB PIL image) of each frame of clip i, in order."""
         v, _ = self.clips[i]
-        video, wanted = self.videos[v], self.frame_indices(i)
-        if video.kind == "frames":
-            for n in wanted:
-                yield video.frames[n], _open_image(video.frames[n])
-            return
-        if video.kind == "hdf5":
-            yield from _hdf5_frames(video.path, video.key, wanted)
-            return
-        yield from _decode_frames(video.path, wanted)
+        return read_frames(self.videos[v], self.frame_indices(i))
+
+
+def read_frames(video: Video, wanted: Sequence[int]):
+    """(name, RGB PIL image) of frames ``wanted`` (increasing) of a video of any kind, in order."""
+    if video.kind == "frames":
+        return ((video.frames[n], _open_image(video.frames[n])) for n in wanted)
+    if video.kind == "hdf5":
+        return _hdf5_frames(video.path, video.key, wanted)
+    return _decode_frames(video.path, wanted)
 
 
 def _hdf5_frames(path: str, key: str, wanted: Sequence[int]):

@@ -30,6 +30,8 @@ import torch
 from .draws import StepDraws
 
 STATE_FILE = "train_state.pt"
+#: the groups of a recipe's ``extra``: the optimizer, each task's own settings, a given latent normalisation
+EXTRA_GROUPS = ("optimizer", "autoencoder", "diffusion", "lgcvd", "normalisation")
 LOSSES_FILE = "losses.jsonl"     # one line per step: {"step": n (1-based), loss name: value, …}
 
 
@@ -90,7 +92,23 @@ class TrainConfig:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"recipe '{path}': unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        odd = sorted(set(raw.get("extra", {})) - set(EXTRA_GROUPS))
+        if odd:
+            raise ValueError(f"recipe '{path}': unknown settings {', '.join('extra.' + k for k in odd)}; known groups: "
+                             f"{', '.join('extra.' + k for k in EXTRA_GROUPS)}")
         return cls(**raw)
+
+
+def checked_settings(cls, settings: dict, where: str, exclude: tuple = ()) -> dict:
+    """``settings`` (a recipe's ``extra.<where>``) checked against the fields of the dataclass ``cls``: an unknown key
+    is a ValueError naming it and the known ones (a misspelt ``--set`` would otherwise end as a TypeError)."""
+    from dataclasses import fields
+    known = sorted(f.name for f in fields(cls) if f.name not in exclude)
+    odd = sorted(set(settings) - set(known))
+    if odd:
+        raise ValueError(f"unknown settings {', '.join(f'extra.{where}.{k}' for k in odd)}; known: "
+                         f"{', '.join(known)}")
+    return dict(settings)
 
 
 class EMA:
@@ -123,10 +141,20 @@ def all_reduce_grads(params, world: int) -> None:
     if world <= 1:
         return
     import torch.distributed as dist
-    for p in params:
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad.div_(world)
+    params = list(params)
+    if not params:
+        return
+    # every process must make the same calls: first agree which parameters have a gradient anywhere (those with none
+    # on any process stay None, as with one process); where another process has one, a missing one counts as 0
+    have = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
+    dist.all_reduce(have, op=dist.ReduceOp.SUM)
+    for p, n in zip(params, have.tolist()):
+        if n == 0:
+            continue
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad.div_(world)
 
 
 def world_size() -> int:
@@ -187,6 +215,10 @@ class Task:
 def make_optimizer(params, lr: float, spec: dict) -> torch.optim.Optimizer:
     """``spec``: ``kind`` adamw (LDM's diffusion models: torch's defaults, weight decay 0.01) or adam (the AE and its
     discriminator: betas (0.5, 0.9)), optional ``betas``, ``weight_decay`` and ``eps`` (torch's 1e-8 by default)."""
+    odd = sorted(set(spec) - {"kind", "betas", "weight_decay", "eps"})
+    if odd:
+        raise ValueError(f"unknown settings {', '.join('extra.optimizer.' + k for k in odd)}; known: betas, eps, "
+                         f"kind, weight_decay")
     kind = spec.get("kind", "adamw")
     betas = tuple(spec.get("betas", (0.9, 0.999)))
     eps = float(spec.get("eps", 1e-8))
@@ -363,10 +395,11 @@ def read_losses(out: str) -> dict:
         return {rec.pop("step"): rec for rec in (json.loads(line) for line in f if line.strip())}
 
 
-def losses_fall(history: dict, key: str, window: int = 20) -> tuple[float, float]:
-    """Mean of ``key`` over the first and the last ``window`` logged steps (fewer when the run is short)."""
+def losses_fall(history: dict, key: str, window: int = 20) -> tuple[float, float, int]:
+    """(mean of ``key`` over the first ``w`` logged steps, over the last ``w``, ``w``): ``w = window``, fewer when the
+    run is short."""
     vals = [h[key] for _, h in sorted(history.items()) if key in h]
     if not vals:
         raise ValueError(f"no '{key}' in the losses")
     w = max(1, min(window, len(vals) // 2))
-    return sum(vals[:w]) / w, sum(vals[-w:]) / w
+    return sum(vals[:w]) / w, sum(vals[-w:]) / w, w

@@ -21,11 +21,12 @@ all 1000 steps rebuilds the sampler's float32 table once more from its own betas
 
 Deviations from the official code, on purpose:
 
-- the task is drawn per sample (the official draws one task per process batch; the released configs train with a
-  batch of 1 per GPU, where the two are the same), and every draw comes from :class:`~.draws.StepDraws` (seed, step,
-  global sample index) instead of Python's and torch's global RNGs;
-- clips are cut from each video on a grid of starts ``stride`` apart (1 in the recipes: every start, each equally
-  likely), where the official loader picks one random start per video per epoch;
+- every draw is per sample, from :class:`~.draws.StepDraws` (seed, step, global sample index): the task, the random
+  positions, t and ε. The official loop draws the task and positions once per process batch from Python's RNG and t,
+  ε from torch's, and ``main.py`` seeds both alike on every rank, so its two GPUs (batch 1 each) train the same task
+  with the same t and ε at each step; only their clips (numpy, unseeded) differ;
+- clips are cut from each video at every start (``stride`` 1 in the recipes, each equally likely), where the
+  official loader picks one random start per video per epoch, never the last one (``np.random.choice(len − 14)``);
 - the EMA (decay 0.995, every 10 steps, a copy of the weights before step 2000, as the official) covers the
   parameters of both networks, as the official ``update_model_average``.
 """
@@ -42,9 +43,9 @@ import torch.nn.functional as F
 from ..models.lgcvd import META_CONFIG, build_networks, read_config, stack_frames, unstack_frames
 from ..models.lvdm.model import META_STEP
 from ..models.tiny import TINY_LGCVD_CONFIG
-from ..samplers.lgcvd import COND, F_WINDOW, cosine_alphas_cumprod, position_value
+from ..samplers.lgcvd import COND, F_WINDOW, blank_clip, cosine_alphas_cumprod, local_context
 from .draws import StepDraws
-from .engine import Task, TrainConfig
+from .engine import Task, TrainConfig, checked_settings
 
 TASKS = ("prediction", "unconditional", "interpolation", "random")
 CLIP_FRAMES = 2 * F_WINDOW - COND        # 14: two windows of 8 overlapping by the 2 context frames
@@ -103,18 +104,13 @@ def task_positions(tasks: list[str], draws: StepDraws, stage: int, frames: int =
 
 
 def stage_context(src: torch.Tensor, positions: list[tuple[int, int]]) -> torch.Tensor:
-    """The local context ``(B, 8, H, W)`` = ``[y1, m1, y2, m2]`` (the official ``cond``, normalised): ``y_k`` the
-    frame of ``src`` ``(B, 3, F, H, W)`` in [−1, 1] at ``pos_k`` of each sample (−1 everywhere when absent), ``m_k``
-    the constant :func:`position_value` map."""
+    """The local context ``(B, 8, H, W)`` = ``[y1, m1, y2, m2]`` (the official ``cond``, normalised) with positions per
+    sample: the sampler's :func:`~consistent_video_kit.samplers.lgcvd.local_context` of each sample's frames of ``src``
+    ``(B, 3, F, H, W)`` in [−1, 1] (−1 everywhere when absent, constant position maps)."""
     B, C, Fr, H, W = src.shape
-    rows = []
-    for i, pair in enumerate(positions):
-        parts = []
-        for pos in pair:
-            y = src[i, :, pos] if pos >= 0 else src.new_full((C, H, W), -1.0)
-            parts += [y, src.new_full((1, H, W), position_value(pos, Fr))]
-        rows.append(torch.cat(parts))
-    return torch.stack(rows)
+    frame = lambda i, pos: src[i:i + 1, :, pos] if pos >= 0 else None  # noqa: E731
+    return torch.cat([local_context(frame(i, a), frame(i, b), (a, b), 1, H, W, Fr, src.device, src.dtype)
+                      for i, (a, b) in enumerate(positions)])
 
 
 def stage_frames(window: torch.Tensor, tasks: list[str], stage: int, previous_x0: Optional[torch.Tensor]) -> torch.Tensor:
@@ -178,7 +174,8 @@ class LGCVDTask(Task):
 
     def build(self, cfg: TrainConfig, device, world: int, dataset=None, log=None) -> None:
         settings = {k: v for k, v in cfg.extra.get("lgcvd", {}).items() if k != "config"}
-        self.cfg, self.device, self.recipe = cfg, device, LGCVDRecipe(**settings)
+        self.cfg, self.device = cfg, device
+        self.recipe = LGCVDRecipe(**checked_settings(LGCVDRecipe, settings, "lgcvd"))
         self.config = network_config(cfg)
         torch.manual_seed(cfg.seed)                      # the networks' initial weights
         self.nets = build_networks(self.config).to(device)
@@ -194,7 +191,7 @@ class LGCVDTask(Task):
         stage = 1 if name == "stage1" else 2
         start = 0 if stage == 1 else F_WINDOW - COND
         window = video[:, :, start:start + F_WINDOW]
-        previous = torch.zeros_like(window) if stage == 1 else self._stage1.pop(key)
+        previous = blank_clip(B, H, W, F_WINDOW, video.device, video.dtype) if stage == 1 else self._stage1.pop(key)
         src = stage_frames(window, tasks, stage, None if stage == 1 else previous)
         context = stage_context(src, task_positions(tasks, draws, stage))
         t = draws.randint(f"stage{stage}/t", 0, len(self.alphas)).to(video.device)

@@ -20,7 +20,7 @@ from ..models.lvdm.unet3d import build_unet
 from ..models.tiny import TINY_LVDM_FAMILIES, TINY_LVDM_UNET, TINY_VIDEOAE
 from .autoencoder import sample_posterior
 from .draws import StepDraws
-from .engine import EMA, Task, TrainConfig
+from .engine import EMA, Task, TrainConfig, checked_settings
 
 FAMILY = {"short": "lvdm-short", "pred": "lvdm-pred", "interp": "lvdm-interp"}
 TINY_NAME = {"short": "tiny-lvdm", "pred": "tiny-lvdm-pred", "interp": "tiny-lvdm-interp"}
@@ -108,7 +108,8 @@ class DiffusionTask(Task):
             raise ValueError(f"recipe '{cfg.recipe}' trains on an autoencoder's latents: give the trained AE with --ae "
                              f"(the ae recipe's <out>/ae.safetensors, or a released ae_*.ckpt)")
         self.cfg, self.device = cfg, device
-        self.recipe = DiffusionRecipe.official(self.kind, **cfg.extra.get("diffusion", {}))
+        self.recipe = DiffusionRecipe.official(self.kind, **checked_settings(
+            DiffusionRecipe, cfg.extra.get("diffusion", {}), "diffusion", exclude=("kind",)))
         self.ae = load_trained_ae(cfg.ae).to(device).eval().requires_grad_(False)
         self.unet_cfg = unet_config(self.kind, cfg.network)
         torch.manual_seed(cfg.seed)                 # the network's initial weights
@@ -191,7 +192,7 @@ class AETask(Task):
     def build(self, cfg: TrainConfig, device, world: int, dataset=None, log=None) -> None:
         from .autoencoder import AERecipe, PatchDiscriminator
         self.cfg, self.device = cfg, device
-        self.recipe = AERecipe(**cfg.extra.get("autoencoder", {}))
+        self.recipe = AERecipe(**checked_settings(AERecipe, cfg.extra.get("autoencoder", {}), "autoencoder"))
         self.ae_cfg = ae_config(cfg.network)
         torch.manual_seed(cfg.seed)
         self.ae = VideoAutoencoderKL(self.ae_cfg["ddconfig"], self.ae_cfg["embed_dim"]).to(device)

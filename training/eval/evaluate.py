@@ -1,7 +1,7 @@
 """Evaluate a folder of generated videos against a folder of real ones (``scripts/evaluate.py``).
 
-Videos are read with :mod:`..data` (frame folders ``<root>/<video>/*.png|jpg`` in natural order, or video files via
-PyAV), both folders listed in natural order of their paths. With ``samples = N`` the generated folder holds N samples
+Videos are read with :mod:`..data` (frame folders ``<root>/<video>/*.png|jpg`` in natural order, video files via
+PyAV, or the videos of MCVD/LGC-VD HDF5 shards), both folders listed in natural order of their paths. With ``samples = N`` the generated folder holds N samples
 per real video, consecutive in that order (generated ``i·N … i·N+N−1`` belong to real video i: MCVD's
 ``reshape(-1, preds_per_test)``); PSNR/SSIM/LPIPS take the best of the N per real video (:func:`.metrics.best_of_n`).
 FVD/KVD compare the I3D features of every generated video with those of every real video (each once); FID/IS work on
@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..data import DatasetError, Video, _decode_frames, _open_image, find_videos
+from ..data import DatasetError, Video, find_videos, read_frames
 from . import metrics as M
 
 
@@ -25,12 +25,8 @@ def read_video(video: Video, frames: Optional[int] = None) -> torch.Tensor:
     n = video.length if frames is None else frames
     if n > video.length:
         raise DatasetError(f"{video.path} has {video.length} frames, fewer than the {n} asked for (--frames)")
-    if video.kind == "frames":
-        images = ((p, _open_image(p)) for p in video.frames[:n])
-    else:
-        images = _decode_frames(video.path, range(n))
     out = []
-    for name, im in images:
+    for name, im in read_frames(video, range(n)):
         if im.size != (video.width, video.height):
             raise DatasetError(f"frame {name} is {im.size[0]}×{im.size[1]}, the video's first frame "
                                f"{video.width}×{video.height}: all frames of a video must have one size")
@@ -48,12 +44,17 @@ def evaluate_folders(generated: str, real: str, *, psnr: bool = False, ssim: boo
                      fvd_file: Optional[str] = None, kvd: bool = False, fid_file: Optional[str] = None,
                      inception_score: bool = False, samples: int = 1, skip: int = 0, frames: Optional[int] = None,
                      ssim_window: str = "uniform", psnr_average: str = "frames", i3d_resize: Optional[str] = None,
-                     kvd_subsets: Optional[int] = None, is_splits: int = 10, device: str = "cpu") -> dict:
+                     kvd_subsets: Optional[int] = None, is_splits: int = 10, device: str = "cpu",
+                     i3d_bn_eps: float = 1e-5) -> dict:
     """The chosen metrics of the generated videos against the real ones (module docstring: pairing). Returns a dict
     ``{metric: value or {"mean", "std", "per_video"}, "videos": {...}, "settings": {...}}``; weights are loaded
     before any video is read, so a missing file fails first."""
     if samples < 1:
         raise ValueError(f"samples must be ≥ 1, got {samples}")
+    if kvd_subsets is not None and kvd_subsets < 1:
+        raise ValueError(f"kvd_subsets must be ≥ 1 (or none: the whole sets), got {kvd_subsets}")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA GPU is available here; use --device cpu")
     if kvd and not fvd_file:
         raise ValueError("KVD uses the I3D features of FVD: pass --fvd I3D_FILE with --kvd")
     lp = i3d = inc = None
@@ -64,7 +65,7 @@ def evaluate_folders(generated: str, real: str, *, psnr: bool = False, ssim: boo
         lp = load_lpips(lpips_file, lpips_vgg).to(device)
     if fvd_file is not None:
         from .i3d import load_i3d
-        i3d = load_i3d(fvd_file, i3d_resize, device)
+        i3d = load_i3d(fvd_file, i3d_resize, device, i3d_bn_eps)
     if fid_file is not None or inception_score:
         from .inception import load_inception
         inc = load_inception(fid_file, device, metric="fid" if fid_file else "is")
@@ -148,7 +149,9 @@ def evaluate_folders(generated: str, real: str, *, psnr: bool = False, ssim: boo
     out["videos"] = {"real": len(real_videos), "generated": len(gen_videos), "samples_per_video": samples,
                      "shape_CTHW": list(shape) if shape else None}
     out["settings"] = {"skip": skip, "frames": frames, "ssim_window": ssim_window, "psnr_average": psnr_average,
-                       "i3d_resize": i3d.resize if i3d is not None else None, "kvd_subsets": kvd_subsets,
+                       "i3d_resize": i3d.resize if i3d is not None else None,
+                       "i3d_bn_eps": i3d_bn_eps if i3d is not None and not i3d.torchscript else None,
+                       "kvd_subsets": kvd_subsets,
                        "is_splits": is_splits, "value_range": "[0, 1] (frames read as uint8 / 255)"}
     return out
 

@@ -37,6 +37,9 @@ MIXED = (("Mixed_3b", (64, 96, 128, 16, 32, 32)), ("Mixed_3c", (128, 128, 192, 3
          ("Mixed_5c", (384, 192, 384, 48, 128, 128)))
 STEM = (64, 64, 192)          # Conv3d_1a_7x7, Conv3d_2b_1x1, Conv3d_2c_3x3
 I3D_SIZE = 224
+#: the BatchNorms' ε: 1e-5 in LVDM's copy (scripts/fvd_utils/pytorch_i3d.py, with i3d_pretrained_400.pt); piergiaj's
+#: own pytorch-i3d uses 1e-3 with rgb_imagenet.pt (the same weights' layout): --i3d-bn-eps 1e-3 reproduces that code
+BN_EPS = 1e-5
 MIN_FRAMES = 9                # the temporal strides leave ≥ 2 steps for the [2, 7, 7] pool
 
 
@@ -51,7 +54,8 @@ def _same_pad(x: torch.Tensor, kernel: Sequence[int], stride: Sequence[int]) -> 
 
 
 class Unit3D(nn.Module):
-    """Conv3d (no bias unless ``bias``) with SAME padding, BatchNorm (eps 1e-5) and ReLU unless told otherwise."""
+    """Conv3d (no bias unless ``bias``) with SAME padding, BatchNorm (ε 1e-5; :class:`InceptionI3d` sets its
+    ``bn_eps``) and ReLU unless told otherwise."""
 
     def __init__(self, cin: int, cout: int, kernel=(1, 1, 1), stride=(1, 1, 1), bn: bool = True, relu: bool = True,
                  bias: bool = False):
@@ -95,10 +99,10 @@ def _scaled(c: int, width: float) -> int:
 
 class InceptionI3d(nn.Module):
     """I3D (RGB, 3 input channels). ``width`` scales every channel count (1.0: the released network; tests build
-    tiny stand-ins); ``num_classes`` the logits (400: Kinetics). ``(B, 3, T, 224, 224)`` in [−1, 1], T ≥ 9 →
-    :meth:`features` ``(B, num_classes)``."""
+    tiny stand-ins); ``num_classes`` the logits (400: Kinetics); ``bn_eps`` the BatchNorms' ε (:data:`BN_EPS`).
+    ``(B, 3, T, 224, 224)`` in [−1, 1], T ≥ 9 → :meth:`features` ``(B, num_classes)``."""
 
-    def __init__(self, num_classes: int = 400, width: float = 1.0):
+    def __init__(self, num_classes: int = 400, width: float = 1.0, bn_eps: float = BN_EPS):
         super().__init__()
         s = lambda c: _scaled(c, width)        # noqa: E731
         self.Conv3d_1a_7x7 = Unit3D(3, s(STEM[0]), (7, 7, 7), (2, 2, 2))
@@ -116,6 +120,9 @@ class InceptionI3d(nn.Module):
             setattr(self, name, block)
             c = block.out_channels
         self.logits = Unit3D(c, num_classes, bn=False, relu=False, bias=True)
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.eps = float(bn_eps)
         self.requires_grad_(False).eval()
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -178,18 +185,19 @@ class I3DFeatures(nn.Module):
         return out.flatten(2).mean(dim=2) if out.ndim > 2 else out
 
 
-def load_i3d(path: Optional[str], resize: Optional[str] = None, device="cpu") -> I3DFeatures:
+def load_i3d(path: Optional[str], resize: Optional[str] = None, device="cpu", bn_eps: float = BN_EPS) -> I3DFeatures:
     """The FVD/KVD feature extractor from the user's file: a pytorch-i3d state dict, loaded strictly into the network
     whose widths and class count the file's ``Conv3d_1a_7x7`` and ``logits`` give (the released network: width 1,
     400 classes), or a TorchScript I3D. ``resize``: "stretch" (LVDM) or "crop" (LGC-VD); None: "stretch" for a
-    state dict (LVDM's pipeline), "crop" for a TorchScript (LGC-VD's ``i3d_torchscript.pt`` pipeline)."""
+    state dict (LVDM's pipeline), "crop" for a TorchScript (LGC-VD's ``i3d_torchscript.pt`` pipeline). ``bn_eps``:
+    the state dict network's BatchNorm ε (:data:`BN_EPS`)."""
     path = require_file(path, "fvd")
     if is_torchscript(path):
         return I3DFeatures(load_torchscript(path, "fvd").to(device), resize or "crop", torchscript=True)
     sd = read_weights(path, "fvd")
     width, _ = infer_width(sd, "Conv3d_1a_7x7.conv3d.weight", STEM[0], "fvd")
     _, logits = infer_width(sd, "logits.conv3d.weight", 1, "fvd")
-    net = load_strict(InceptionI3d(logits.shape[0], width), path, "fvd", sd)
+    net = load_strict(InceptionI3d(logits.shape[0], width, bn_eps), path, "fvd", sd)
     return I3DFeatures(net.to(device), resize or "stretch")
 
 

@@ -76,10 +76,10 @@ def test_the_context_is_the_official_cond(pos):
 def test_stage_two_of_a_prediction_takes_stage_ones_last_two_frames():
     window = torch.randn(3, 3, 8, 4, 4)
     x0 = torch.randn(3, 3, 8, 4, 4)
-    src = L.stage_frames(window, ["prediction", "unconditional", "random"], 2, x0)
+    src = L.stage_frames(window, ["prediction", "unconditional", "random"], x0)
     assert torch.equal(src[0, :, :2], x0[0, :, 6:]) and torch.equal(src[0, :, 2:], window[0, :, 2:])
     assert torch.equal(src[1:], window[1:])
-    assert L.stage_frames(window, ["prediction"] * 3, 1, None) is window
+    assert L.stage_frames(window, ["prediction"] * 3, None) is window
 
 
 def tiny_nets():

@@ -180,7 +180,7 @@ class Task:
     gradient averaging and the pass's optimizer update; :meth:`after_step` once per step (EMA); :meth:`export` at
     each save."""
     name = "task"
-    main_loss = "loss"         #: the log (or a tuple of logs) the run's summary reports (first and last steps)
+    main_loss = ("loss",)      #: the logs the run's summary and progress bar report
 
     def build(self, cfg: TrainConfig, device: torch.device, world: int, dataset=None, log=None) -> None:
         raise NotImplementedError
@@ -268,7 +268,6 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
     if cfg.batch % (world * cfg.accumulate):
         raise ValueError(f"batch {cfg.batch} must be divisible by processes × accumulate = {world} × {cfg.accumulate} "
                          f"(set --batch or --accumulate)")
-    per = cfg.batch // (world * cfg.accumulate)
     os.makedirs(cfg.out, exist_ok=True)
     task.build(cfg, device, world, dataset, log=log if rank == 0 else None)
     params = {name: [p for p in module.parameters() if p.requires_grad] for name, module in task.optimizers.items()}
@@ -346,8 +345,7 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
             ran += 1
             if bar is not None:
                 bar.update(1)
-                keys = task.main_loss if isinstance(task.main_loss, tuple) else (task.main_loss,)
-                bar.set_postfix_str("  ".join(f"{k} {reduced.get(k, float('nan')):.4g}" for k in keys))
+                bar.set_postfix_str("  ".join(f"{k} {reduced.get(k, float('nan')):.4g}" for k in task.main_loss))
             done = step + 1
             if rank == 0:
                 with open(losses_path, "a") as f:
@@ -378,6 +376,18 @@ def train(cfg: TrainConfig, task: Task, dataset, batch_fn: Callable, log: Callab
         if bar is not None:
             bar.close()
     return history
+
+
+def weights_copy(module: torch.nn.Module, weights: dict) -> torch.nn.Module:
+    """A copy of ``module`` in eval mode with its parameters replaced by ``weights`` where it names them (an EMA's
+    shadow): what a preview or an export samples with, leaving the trained module as it is."""
+    import copy
+    out = copy.deepcopy(module).eval()
+    with torch.no_grad():
+        for k, p in out.named_parameters():
+            if k in weights:
+                p.copy_(weights[k])
+    return out
 
 
 def progress_bar(cfg: TrainConfig, start: int):

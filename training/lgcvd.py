@@ -45,7 +45,7 @@ from ..models.lvdm.model import META_STEP
 from ..models.tiny import TINY_LGCVD_CONFIG
 from ..samplers.lgcvd import COND, F_WINDOW, blank_clip, cosine_alphas_cumprod, local_context
 from .draws import StepDraws
-from .engine import Task, TrainConfig, checked_settings
+from .engine import Task, TrainConfig, checked_settings, weights_copy
 
 TASKS = ("prediction", "unconditional", "interpolation", "random")
 CLIP_FRAMES = 2 * F_WINDOW - COND        # 14: two windows of 8 overlapping by the 2 context frames
@@ -113,10 +113,11 @@ def stage_context(src: torch.Tensor, positions: list[tuple[int, int]]) -> torch.
                       for i, (a, b) in enumerate(positions)])
 
 
-def stage_frames(window: torch.Tensor, tasks: list[str], stage: int, previous_x0: Optional[torch.Tensor]) -> torch.Tensor:
-    """The clip each sample's context frames come from: the window itself, except stage 2 of a prediction sample,
-    whose positions 0, 1 come from stage 1's x̂0 frames F−2, F−1 (the official ``pred_end``)."""
-    if stage == 1 or previous_x0 is None:
+def stage_frames(window: torch.Tensor, tasks: list[str], previous_x0: Optional[torch.Tensor]) -> torch.Tensor:
+    """The clip each sample's context frames come from: the window itself (stage 1: ``previous_x0`` None), except in
+    stage 2 a prediction sample, whose positions 0, 1 come from stage 1's x̂0 frames F−2, F−1 (the official
+    ``pred_end``)."""
+    if previous_x0 is None:
         return window
     src = window.clone()
     for i, task in enumerate(tasks):
@@ -185,14 +186,14 @@ class LGCVDTask(Task):
         self._stage1: dict = {}
 
     def loss(self, name, video, draws, step):
-        B, _, T, H, W = video.shape
+        B, _, _, H, W = video.shape
         key = tuple(draws.indices)
         tasks = draw_tasks(draws, self.recipe)
         stage = 1 if name == "stage1" else 2
         start = 0 if stage == 1 else F_WINDOW - COND
         window = video[:, :, start:start + F_WINDOW]
         previous = blank_clip(B, H, W, F_WINDOW, video.device, video.dtype) if stage == 1 else self._stage1.pop(key)
-        src = stage_frames(window, tasks, stage, None if stage == 1 else previous)
+        src = stage_frames(window, tasks, None if stage == 1 else previous)
         context = stage_context(src, task_positions(tasks, draws, stage))
         t = draws.randint(f"stage{stage}/t", 0, len(self.alphas)).to(video.device)
         eps = draws.randn(f"stage{stage}/eps", window.shape[1:]).to(video.device, video.dtype)
@@ -223,13 +224,8 @@ class LGCVDTask(Task):
 
     def lgcvd_model(self, ema: bool = True):
         """The current networks (EMA weights by default) as the pack's ``LGCVDModel``."""
-        import copy
         from ..models.lgcvd import LGCVDModel
-        nets = copy.deepcopy(self.nets).eval()
-        if ema:
-            with torch.no_grad():
-                for k, p in nets.named_parameters():
-                    p.copy_(self.ema[k])
+        nets = weights_copy(self.nets, self.ema if ema else {})
         c = self.config
         return LGCVDModel(f"training {c['dataset']}", c["dataset"], nets.denoise_fn, nets.encoder_fn, c["size"],
                           c["frames"], c["cond_frames"])

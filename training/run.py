@@ -46,8 +46,7 @@ def run_recipe(name: str, data: str, out: str, network: Optional[str] = None, lo
     history = train(cfg, task, dataset, micro_batch, log=log, stop_after=stop_after)
     if int(os.environ.get("RANK", "0")) == 0:                 # the first process (torchrun, accelerate launch)
         steps = read_losses(cfg.out)
-        keys = task.main_loss if isinstance(task.main_loss, tuple) else (task.main_loss,)
-        for key in keys if len(steps) >= 2 else ():
+        for key in task.main_loss if len(steps) >= 2 else ():
             first, last, w = losses_fall(steps, key)
             log(f"{key}: {first:.4g} over the first {w} steps, {last:.4g} over the last {w} "
                 f"(steps 1–{len(steps)}, {cfg.out}/{LOSSES_FILE})")

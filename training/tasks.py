@@ -20,7 +20,7 @@ from ..models.lvdm.unet3d import build_unet
 from ..models.tiny import TINY_LVDM_FAMILIES, TINY_LVDM_UNET, TINY_VIDEOAE
 from .autoencoder import sample_posterior
 from .draws import StepDraws
-from .engine import EMA, Task, TrainConfig, checked_settings
+from .engine import EMA, Task, TrainConfig, checked_settings, weights_copy
 
 FAMILY = {"short": "lvdm-short", "pred": "lvdm-pred", "interp": "lvdm-interp"}
 TINY_NAME = {"short": "tiny-lvdm", "pred": "tiny-lvdm-pred", "interp": "tiny-lvdm-interp"}
@@ -147,12 +147,7 @@ class DiffusionTask(Task):
         import copy
         from ..models.lvdm.model import LVDMModel
         from ..models.vae import VideoAE3D
-        unet = copy.deepcopy(self.unet).eval()
-        if ema:
-            with torch.no_grad():
-                for k, p in unet.named_parameters():
-                    if k in self.ema.shadow:
-                        p.copy_(self.ema.shadow[k])
+        unet = weights_copy(self.unet, self.ema.shadow if ema else {})
         return LVDMModel(f"training {self.kind}", FAMILY[self.kind], unet,     # copies: the host may move them
                          VideoAE3D(copy.deepcopy(self.ae), self.scale, self.shift), self.alphas,
                          (self.cfg.size, self.cfg.size, 16))
@@ -187,7 +182,7 @@ class DiffusionTask(Task):
 class AETask(Task):
     """The 3-D AE with its loss's discriminator (and learnable log-variance if the loss has one)."""
     name = "ae"
-    main_loss = "rec_loss"
+    main_loss = ("rec_loss",)
 
     def build(self, cfg: TrainConfig, device, world: int, dataset=None, log=None) -> None:
         from .autoencoder import AERecipe, PatchDiscriminator

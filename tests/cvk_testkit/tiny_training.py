@@ -38,13 +38,9 @@ def trained_models(root: str, log=lambda s: None) -> dict:
         if os.path.isfile(files[kind]):
             continue
         t0 = time.perf_counter()
-        if kind == "lgcvd":
-            run_recipe("lgcvd_bair", data=files["data"], out=os.path.join(root, kind), log=log, mixed_precision="no",
-                       **SETTINGS)
-        else:
-            run_recipe(kind, data=files["data"], out=os.path.join(root, kind),
-                       ae=None if kind == "ae" else files["ae"], log=log, **SETTINGS,
-                       **(AE_SETTINGS if kind == "ae" else {}))
+        own = AE_SETTINGS if kind == "ae" else dict(mixed_precision="no") if kind == "lgcvd" else dict(ae=files["ae"])
+        run_recipe("lgcvd_bair" if kind == "lgcvd" else kind, data=files["data"], out=os.path.join(root, kind),
+                   log=log, **SETTINGS, **own)
         files["seconds"][kind] = time.perf_counter() - t0
     return files
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .weights import (MetricWeightsError, infer_width, is_torchscript, load_strict, load_torchscript, read_weights,
-                      require_file)
+                      require_file, scaled, takes_stylegan_keywords)
 
 # (Mixed block, its six widths: 1×1 | 1×1 → 3×3×3 | 1×1 → 3×3×3 | pool → 1×1), pytorch-i3d's InceptionI3d
 MIXED = (("Mixed_3b", (64, 96, 128, 16, 32, 32)), ("Mixed_3c", (128, 128, 192, 32, 96, 64)),
@@ -93,10 +93,6 @@ class InceptionModule(nn.Module):
         return torch.cat([self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))], dim=1)
 
 
-def _scaled(c: int, width: float) -> int:
-    return max(1, int(round(c * width)))
-
-
 class InceptionI3d(nn.Module):
     """I3D (RGB, 3 input channels). ``width`` scales every channel count (1.0: the released network; tests build
     tiny stand-ins); ``num_classes`` the logits (400: Kinetics); ``bn_eps`` the BatchNorms' ε (:data:`BN_EPS`).
@@ -104,7 +100,7 @@ class InceptionI3d(nn.Module):
 
     def __init__(self, num_classes: int = 400, width: float = 1.0, bn_eps: float = BN_EPS):
         super().__init__()
-        s = lambda c: _scaled(c, width)        # noqa: E731
+        s = lambda c: scaled(c, width)         # noqa: E731
         self.Conv3d_1a_7x7 = Unit3D(3, s(STEM[0]), (7, 7, 7), (2, 2, 2))
         self.MaxPool3d_2a_3x3 = MaxPoolSame((1, 3, 3), (1, 2, 2))
         self.Conv3d_2b_1x1 = Unit3D(s(STEM[0]), s(STEM[1]))
@@ -167,8 +163,7 @@ class I3DFeatures(nn.Module):
     def __init__(self, net: nn.Module, resize: str = "stretch", torchscript: bool = False):
         super().__init__()
         self.net, self.resize, self.torchscript = net, resize, torchscript
-        schema = str(getattr(getattr(net, "forward", None), "schema", "")) if torchscript else ""
-        self.stylegan_kwargs = "return_features" in schema
+        self.stylegan_kwargs = takes_stylegan_keywords(net, torchscript)
 
     @torch.no_grad()
     def forward(self, video: torch.Tensor) -> torch.Tensor:

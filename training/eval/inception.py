@@ -22,13 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .weights import infer_width, is_torchscript, load_strict, load_torchscript, read_weights, require_file
+from .weights import (infer_width, is_torchscript, load_strict, load_torchscript, read_weights, require_file, scaled,
+                      takes_stylegan_keywords)
 
 INCEPTION_SIZE = 299
-
-
-def _scaled(c: int, width: float) -> int:
-    return max(1, int(round(c * width)))
 
 
 class BasicConv2d(nn.Module):
@@ -149,7 +146,7 @@ class FIDInceptionV3(nn.Module):
 
     def __init__(self, num_classes: int = 1008, width: float = 1.0):
         super().__init__()
-        s = lambda c: _scaled(c, width)        # noqa: E731
+        s = lambda c: scaled(c, width)         # noqa: E731
         self.Conv2d_1a_3x3 = BasicConv2d(3, s(32), kernel_size=3, stride=2)
         self.Conv2d_2a_3x3 = BasicConv2d(s(32), s(32), kernel_size=3)
         self.Conv2d_2b_3x3 = BasicConv2d(s(32), s(64), kernel_size=3, padding=1)
@@ -196,8 +193,7 @@ class InceptionFeatures(nn.Module):
     def __init__(self, net: nn.Module, torchscript: bool = False):
         super().__init__()
         self.net, self.torchscript = net, torchscript
-        schema = str(getattr(getattr(net, "forward", None), "schema", "")) if torchscript else ""
-        self.stylegan_kwargs = "return_features" in schema
+        self.stylegan_kwargs = takes_stylegan_keywords(net, torchscript)
 
     @torch.no_grad()
     def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:

@@ -40,6 +40,16 @@ NEEDS = {
 }
 
 
+def scaled(channels: int, width: float) -> int:
+    """A channel count at ``width`` (1.0: the released network; tests build tiny stand-ins), at least 1."""
+    return max(1, int(round(channels * width)))
+
+
+def takes_stylegan_keywords(net: torch.nn.Module, torchscript: bool) -> bool:
+    """Whether a TorchScript network's ``forward`` takes StyleGAN-V's / StyleGAN2-ADA's ``return_features``."""
+    return torchscript and "return_features" in str(getattr(getattr(net, "forward", None), "schema", ""))
+
+
 def require_file(path: Optional[str], metric: str) -> str:
     """``path`` if it is an existing file, else a :class:`MetricWeightsError` saying what the metric needs."""
     net, files, option = NEEDS[metric]
